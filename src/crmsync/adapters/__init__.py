@@ -1,0 +1,1 @@
+"""Infrastructure: the SQL store (tables, migrations, repositories)."""

@@ -1,0 +1,141 @@
+"""Opening the store: engines for SQLite and PostgreSQL, and its schema migrations.
+
+SQLite runs in WAL mode with ``BEGIN IMMEDIATE`` transactions, so concurrent
+writers queue on the database lock (``busy_timeout``) instead of failing halfway.
+PostgreSQL is reached through psycopg 3. The schema is managed by the Alembic
+migrations shipped in ``crmsync/adapters/migrations``; a SQLite store is upgraded
+on first use, a PostgreSQL one only by ``crm-sync db upgrade`` (run it once per
+release, from one place).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from crmsync.errors import ConfigError, StoreError
+
+__all__ = ["Store", "create_store"]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_UPGRADE_LOCK = 7_311_042_001  # advisory lock id: one migrator at a time
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _normalize_url(url: str) -> sa.URL:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"not a database URL: {exc}", key="database_url") from None
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConfigError(
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql",
+            key="database_url",
+        )
+    return parsed
+
+
+class Store:
+    """An engine plus the schema checks; hands out transactions."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: committed when the block ends normally, rolled back otherwise."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _alembic_config(self, conn: Connection) -> AlembicConfig:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        return cfg
+
+    def head_revision(self) -> str | None:
+        script = ScriptDirectory(str(MIGRATIONS))
+        return script.get_current_head()
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Apply pending migrations; returns (revision before, revision after)."""
+        before = self.current_revision()
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_UPGRADE_LOCK})
+            command.upgrade(self._alembic_config(conn), "head")
+        after = self.current_revision()
+        if before != after:
+            log.info("store upgraded from %s to %s", before or "empty", after)
+        return before, after
+
+    def ensure_schema(self) -> None:
+        """Upgrade a SQLite store on first use; refuse a PostgreSQL store that is behind."""
+        current, head = self.current_revision(), self.head_revision()
+        if current == head:
+            return
+        if self.dialect == "sqlite":
+            self.upgrade()
+            return
+        raise StoreError(
+            f"the store's schema is at {current or 'nothing'}, the code needs {head}: "
+            "run `crm-sync db upgrade`"
+        )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def create_store(url: str, *, echo: bool = False) -> Store:
+    """Build a store for a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``)."""
+    parsed = _normalize_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 60}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = sa.create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        _sqlite_setup(engine)
+    return Store(engine)

@@ -1,0 +1,123 @@
+"""What a connector author implements: a config model, a factory and a :class:`Connector`.
+
+A connector package exposes one :class:`ConnectorPlugin` object under the
+``crmsync.connectors`` entry-point group, for example in its ``pyproject.toml``::
+
+    [project.entry-points."crmsync.connectors"]
+    mycrm = "crmsync_mycrm:plugin"
+
+crm-sync validates the connector's config section against ``plugin.config_model``
+at start-up and calls ``plugin.factory(config, context)`` to build the connector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crmsync.domain.values import DEFAULT_PRIMARY_ORDER, PrimarySource
+from crmsync.sdk.records import Cursor, ObjectType, Page
+
+__all__ = [
+    "Clock",
+    "Connector",
+    "ConnectorConfig",
+    "ConnectorContext",
+    "ConnectorPlugin",
+    "ReadRequest",
+    "utc_now",
+]
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The real clock: an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class ConnectorConfig(BaseModel):
+    """Keys every connector section has; a connector's own model extends this one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field(description="which connector plugin reads this section")
+    schedule: str | None = Field(
+        default=None, description="cron expression (UTC) for scheduled runs; none: manual only"
+    )
+    page_size: int = Field(default=100, ge=1, le=10_000, description="records per page")
+    primary_contact_order: tuple[PrimarySource, ...] = Field(
+        default=DEFAULT_PRIMARY_ORDER,
+        min_length=1,
+        description="where the primary billing contact comes from, tried in this order",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    """What crm-sync hands a connector factory besides its config."""
+
+    name: str
+    """The connector's name in the config (a key of ``connectors``)."""
+    base_dir: Path = field(default_factory=Path.cwd)
+    """Directory relative paths in the config are resolved against (the config's own)."""
+    clock: Clock = utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """How the engine asks for a stream.
+
+    ``cursor`` is what the engine committed last (``None`` the first time). A
+    connector resumes an interrupted pass when ``cursor.in_pass``; otherwise it starts
+    a full pass when ``full`` is set or ``cursor.since`` is unknown, else an incremental
+    pass from ``cursor.since`` (inclusive). ``started_at`` is the run's start.
+    """
+
+    stream: ObjectType
+    cursor: Cursor | None
+    full: bool
+    started_at: datetime
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A CRM, seen as ordered streams of pages of typed records."""
+
+    def streams(self) -> Sequence[ObjectType]:
+        """The streams to read, in order (companies before the contacts that link to them)."""
+        ...
+
+    def read(self, request: ReadRequest) -> Iterator[Page]:
+        """Yield the stream's pages from the request's cursor; each page carries the next one.
+
+        Pages are produced lazily (one page in memory at a time); the last page of a
+        pass carries a cursor with ``position=None`` and the new ``since``.
+        """
+        ...
+
+    def fetch(self, object_type: ObjectType, external_ids: Sequence[str]) -> Page:
+        """Read the named records now (manual resync, webhook imports). Missing ids are skipped."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorPlugin(Generic[ConfigT]):
+    """A connector as registered under the ``crmsync.connectors`` entry-point group."""
+
+    type: str
+    config_model: type[ConfigT]
+    factory: Callable[[ConfigT, ConnectorContext], Connector]
+    description: str = ""

@@ -1,0 +1,1 @@
+"""Use cases: syncing connectors, and the changes a person makes to customers."""

@@ -1,0 +1,374 @@
+"""Reading customers, and the changes a person makes to them by hand.
+
+Every change runs in one transaction and ends by re-applying the domain rules to
+the customer (primary billing contact, readiness), so what a person sees right
+after a change is what the gate will use. What is set here is owned by the
+person: a sync never overwrites a hand-added contact or alias, a hand-picked
+primary, or a tax-status override.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from crmsync.adapters.readiness import OrderFor, refresh_customers
+from crmsync.adapters.sql import chunks, insert_for, new_id
+from crmsync.adapters.tables import (
+    aliases,
+    billing_schedules,
+    contacts,
+    customers,
+    external_refs,
+    invoices,
+)
+from crmsync.domain import (
+    BillingPreference,
+    ContactOrigin,
+    FieldSource,
+    TaxStatus,
+    archive_plan,
+    check_email,
+)
+from crmsync.errors import AliasConflictError, InvalidContactError, NotFoundError, RuleViolation
+
+__all__ = [
+    "ArchiveResult",
+    "CustomerService",
+    "customer_json",
+]
+
+MAX_ALIAS_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveResult:
+    customer_id: str
+    already_archived: bool
+    schedules_archived: int
+    invoices_voided: int
+    invoices_kept: int
+
+
+def _contact_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "email": row.email,
+        "email_valid": row.email_valid,
+        "billing_preference": row.billing_preference,
+        "origin": row.origin,
+        "connector": row.connector,
+        "external_id": row.external_id,
+    }
+
+
+def customer_json(
+    row: Any, contact_rows: Sequence[Any], alias_rows: Sequence[Any], ref_rows: Sequence[Any]
+) -> dict[str, Any]:
+    """The stable ``--json`` shape of a customer (documented in the README)."""
+    contact_list = [_contact_json(c) for c in contact_rows]
+    primary = next(
+        (c for c in contact_list if c["billing_preference"] == BillingPreference.PRIMARY), None
+    )
+    return {
+        "id": row.id,
+        "company_name": row.company_name,
+        "tax_status": row.tax_status,
+        "tax_status_source": row.tax_status_source,
+        "billing_address": {
+            "line1": row.line1,
+            "line2": row.line2,
+            "city": row.city,
+            "state": row.state,
+            "postal_code": row.postal_code,
+            "country": row.country,
+        },
+        "primary_billing_contact": primary,
+        "contacts": contact_list,
+        "aliases": [
+            {"value": a.value, "source": a.source, "connector": a.connector} for a in alias_rows
+        ],
+        "external_refs": [
+            {
+                "connector": r.connector,
+                "object_type": r.object_type,
+                "external_id": r.external_id,
+                "deleted_in_source": r.deleted_at is not None,
+            }
+            for r in ref_rows
+        ],
+        "ready": row.ready,
+        "blocked_reasons": list(row.blocked_reasons or []),
+        "archived_at": row.archived_at.isoformat() if row.archived_at else None,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+class CustomerService:
+    """Queries and hand-made changes; each public method takes the connection to use."""
+
+    def __init__(self, *, order_for: OrderFor) -> None:
+        self.order_for = order_for
+
+    # -- reading ---------------------------------------------------------------------
+
+    def resolve(self, conn: Connection, id_or_alias: str) -> str:
+        """The customer id an alias (or id) stands for; exact, case-sensitive match."""
+        found = conn.execute(
+            sa.select(aliases.c.customer_id).where(aliases.c.value == id_or_alias)
+        ).scalar_one_or_none()
+        if found is None:
+            raise NotFoundError(f"no customer has the id or alias {id_or_alias!r}")
+        return str(found)
+
+    def _details(self, conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+        ids = [r.id for r in rows]
+        by_contact: dict[str, list[Any]] = defaultdict(list)
+        by_alias: dict[str, list[Any]] = defaultdict(list)
+        by_ref: dict[str, list[Any]] = defaultdict(list)
+        for c in conn.execute(
+            sa.select(contacts)
+            .where(contacts.c.customer_id.in_(ids), contacts.c.removed_at.is_(None))
+            .order_by(contacts.c.created_at, contacts.c.id)
+        ):
+            by_contact[c.customer_id].append(c)
+        for a in conn.execute(
+            sa.select(aliases).where(aliases.c.customer_id.in_(ids)).order_by(aliases.c.value)
+        ):
+            by_alias[a.customer_id].append(a)
+        for ref in conn.execute(
+            sa.select(external_refs)
+            .where(external_refs.c.customer_id.in_(ids))
+            .order_by(external_refs.c.created_at)
+        ):
+            by_ref[ref.customer_id].append(ref)
+        return [customer_json(r, by_contact[r.id], by_alias[r.id], by_ref[r.id]) for r in rows]
+
+    def show(self, conn: Connection, id_or_alias: str) -> dict[str, Any]:
+        customer_id = self.resolve(conn, id_or_alias)
+        row = conn.execute(sa.select(customers).where(customers.c.id == customer_id)).one()
+        return self._details(conn, [row])[0]
+
+    def iter_customers(
+        self, conn: Connection, *, blocked_only: bool = False, include_archived: bool = True
+    ) -> Iterator[dict[str, Any]]:
+        """Every customer in a stable order, fetched in batches (memory stays flat)."""
+        last = ""
+        while True:
+            stmt = sa.select(customers).where(customers.c.id > last)
+            if blocked_only:
+                stmt = stmt.where(customers.c.ready.is_(False))
+            if not include_archived:
+                stmt = stmt.where(customers.c.archived_at.is_(None))
+            rows = conn.execute(stmt.order_by(customers.c.id).limit(500)).all()
+            if not rows:
+                return
+            yield from self._details(conn, rows)
+            last = rows[-1].id
+
+    def summary(self, conn: Connection) -> dict[str, Any]:
+        """Customers ready and blocked (by reason), for the end-of-sync report."""
+        ready = blocked = archived = 0
+        by_reason: dict[str, int] = defaultdict(int)
+        result = conn.execute(
+            sa.select(customers.c.ready, customers.c.blocked_reasons, customers.c.archived_at)
+        )
+        for row in result:
+            if row.archived_at is not None:
+                archived += 1
+            if row.ready:
+                ready += 1
+                continue
+            blocked += 1
+            for reason in row.blocked_reasons or []:
+                by_reason[reason["code"]] += 1
+        return {
+            "customers": ready + blocked,
+            "ready": ready,
+            "blocked": blocked,
+            "archived": archived,
+            "blocked_by_reason": dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+        }
+
+    # -- changes ---------------------------------------------------------------------
+
+    def _customer_row(self, conn: Connection, id_or_alias: str) -> Any:
+        customer_id = self.resolve(conn, id_or_alias)
+        return conn.execute(
+            sa.select(customers).where(customers.c.id == customer_id).with_for_update()
+        ).one()
+
+    def _refresh(self, conn: Connection, customer_id: str, now: datetime) -> None:
+        refresh_customers(conn, [customer_id], order_for=self.order_for, now=now)
+
+    def add_contact(
+        self, conn: Connection, customer: str, *, name: str, email: str, primary: bool,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Add a contact by hand; it becomes primary when asked or when there is none."""
+        row = self._customer_row(conn, customer)
+        checked = check_email(email)
+        if not checked.valid:
+            raise InvalidContactError(f"the email address is not valid: {checked.problem}")
+        existing = conn.execute(
+            sa.select(contacts.c.id).where(
+                contacts.c.customer_id == row.id,
+                contacts.c.email == checked.value,
+                contacts.c.removed_at.is_(None),
+            )
+        ).first()
+        if existing is not None:
+            raise RuleViolation(
+                f"customer {row.id} already has a contact with that email ({existing.id})"
+            )
+        has_primary = conn.execute(
+            sa.select(contacts.c.id).where(
+                contacts.c.customer_id == row.id,
+                contacts.c.billing_preference == BillingPreference.PRIMARY.value,
+            )
+        ).first()
+        contact_id = new_id("con")
+        conn.execute(
+            sa.insert(contacts),
+            {
+                "id": contact_id, "customer_id": row.id, "name": name.strip() or None,
+                "email": checked.value, "email_valid": True,
+                "billing_preference": BillingPreference.STANDARD.value,
+                "origin": ContactOrigin.MANUAL.value, "connector": None, "external_id": None,
+                "crm_designated": False, "designated_at": None, "content_hash": None,
+                "source_modified_at": None, "removed_at": None, "created_at": now,
+                "updated_at": now,
+            },
+        )
+        if primary or has_primary is None:
+            self._pick(conn, row.id, contact_id, now)
+        self._refresh(conn, row.id, now)
+        return self.show(conn, row.id)
+
+    def _pick(self, conn: Connection, customer_id: str, contact_id: str, now: datetime) -> None:
+        conn.execute(
+            sa.update(customers)
+            .where(customers.c.id == customer_id)
+            .values(manual_primary_contact_id=contact_id, manual_primary_set_at=now,
+                    updated_at=now)
+        )
+
+    def set_primary(
+        self, conn: Connection, customer: str, contact: str, *, now: datetime
+    ) -> dict[str, Any]:
+        """Make a contact (by id or email) the primary billing contact, by hand."""
+        row = self._customer_row(conn, customer)
+        checked = check_email(contact) if "@" in contact else None
+        match = conn.execute(
+            sa.select(contacts.c.id).where(
+                contacts.c.customer_id == row.id,
+                contacts.c.removed_at.is_(None),
+                sa.or_(
+                    contacts.c.id == contact,
+                    contacts.c.email == (checked.value if checked else contact),
+                    contacts.c.email == contact,
+                ),
+            )
+        ).all()
+        if not match:
+            raise NotFoundError(f"customer {row.id} has no contact {contact!r}")
+        if len(match) > 1:
+            raise RuleViolation(
+                f"{len(match)} contacts of customer {row.id} match; name the contact by id"
+            )
+        self._pick(conn, row.id, match[0].id, now)
+        self._refresh(conn, row.id, now)
+        return self.show(conn, row.id)
+
+    def set_tax_status(
+        self, conn: Connection, customer: str, status: TaxStatus, *, now: datetime
+    ) -> dict[str, Any]:
+        """Override the tax status by hand; syncs no longer change it."""
+        row = self._customer_row(conn, customer)
+        conn.execute(
+            sa.update(customers).where(customers.c.id == row.id).values(
+                tax_status=status.value, tax_status_source=FieldSource.MANUAL.value,
+                updated_at=now,
+            )
+        )
+        self._refresh(conn, row.id, now)
+        return self.show(conn, row.id)
+
+    def add_alias(self, conn: Connection, customer: str, alias: str, *, now: datetime) -> str:
+        """Give the customer an alias; refused if it (or a case variant) is taken."""
+        row = self._customer_row(conn, customer)
+        if not alias or alias != alias.strip():
+            raise RuleViolation("an alias cannot be empty or start or end with white space")
+        if len(alias) > MAX_ALIAS_LENGTH:
+            raise RuleViolation(f"an alias is at most {MAX_ALIAS_LENGTH} characters")
+        stmt = insert_for(conn, aliases).on_conflict_do_nothing().returning(aliases.c.value)
+        inserted = conn.execute(
+            stmt,
+            {"value": alias, "folded": alias.casefold(), "customer_id": row.id,
+             "source": "manual", "connector": None, "created_at": now},
+        ).first()
+        if inserted is None:
+            holder = conn.execute(
+                sa.select(aliases.c.value, aliases.c.customer_id).where(
+                    sa.or_(aliases.c.folded == alias.casefold(), aliases.c.value == alias)
+                )
+            ).first()
+            if holder is not None and holder.customer_id == row.id and holder.value == alias:
+                return str(row.id)  # already there: nothing to do
+            raise AliasConflictError(alias, holder.customer_id if holder else "?",
+                                     holder.value if holder else alias)
+        conflicts = [a for a in (row.alias_conflicts or []) if a != alias]
+        if conflicts != list(row.alias_conflicts or []):
+            conn.execute(sa.update(customers).where(customers.c.id == row.id)
+                         .values(alias_conflicts=conflicts, updated_at=now))
+        self._refresh(conn, row.id, now)
+        return str(row.id)
+
+    def remove_alias(self, conn: Connection, alias: str) -> str:
+        """Remove an alias added by hand; the customer id and CRM aliases stay."""
+        row = conn.execute(sa.select(aliases).where(aliases.c.value == alias)).first()
+        if row is None:
+            raise NotFoundError(f"no customer has the alias {alias!r}")
+        if row.source == "id":
+            raise RuleViolation("a customer's own id is always one of its aliases")
+        if row.source == "crm":
+            raise RuleViolation(
+                f"alias {alias!r} comes from the CRM ({row.connector}); change it there"
+            )
+        conn.execute(sa.delete(aliases).where(aliases.c.value == alias))
+        return str(row.customer_id)
+
+    def archive(self, conn: Connection, customer: str, *, now: datetime) -> ArchiveResult:
+        """Archive the customer: its schedules are archived, its draft invoices voided."""
+        row = self._customer_row(conn, customer)
+        schedules = conn.execute(
+            sa.select(billing_schedules.c.id, billing_schedules.c.archived_at)
+            .where(billing_schedules.c.customer_id == row.id)
+        ).all()
+        invoice_rows = conn.execute(
+            sa.select(invoices.c.id, invoices.c.status).where(invoices.c.customer_id == row.id)
+        ).all()
+        to_archive, to_void = archive_plan(
+            [(s.id, s.archived_at) for s in schedules], [(i.id, i.status) for i in invoice_rows]
+        )
+        for batch in chunks(to_archive):
+            conn.execute(sa.update(billing_schedules).where(billing_schedules.c.id.in_(batch))
+                         .values(archived_at=now, updated_at=now))
+        for batch in chunks(to_void):
+            conn.execute(sa.update(invoices).where(invoices.c.id.in_(batch))
+                         .values(status="VOIDED", updated_at=now))
+        already = row.archived_at is not None
+        if not already:
+            conn.execute(sa.update(customers).where(customers.c.id == row.id)
+                         .values(archived_at=now, updated_at=now))
+        self._refresh(conn, row.id, now)
+        kept = sum(1 for i in invoice_rows if i.status in {"FINAL", "SENT"})
+        return ArchiveResult(row.id, already, len(to_archive), len(to_void), kept)

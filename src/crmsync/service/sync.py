@@ -1,0 +1,263 @@
+"""The sync engine: pages from a connector into the store, each page with its cursor.
+
+For every stream of a connector the engine loads the committed cursor, asks the
+connector for pages from it, and commits each page together with the cursor that
+follows it: a run killed at any moment resumes at the last committed page, and
+records that arrive twice (``>=`` cursors) are recognised by their content hash.
+Bad records go to the quarantine with their reason and the run goes on.
+
+One run per connector at a time: a lease in the store (renewed every page)
+keeps a second worker from syncing the same connector concurrently; different
+connectors sync in parallel. A run ends ``succeeded``, ``failed`` (error kept),
+``rate_limited`` (the CRM's daily budget is spent; cursor saved, next run resumes)
+or ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from crmsync.adapters import runs
+from crmsync.adapters.readiness import OrderFor
+from crmsync.adapters.store import Store
+from crmsync.adapters.writer import Writer
+from crmsync.domain import TaxStatus
+from crmsync.errors import ConnectorError, CrmSyncError, RateLimitExhausted
+from crmsync.sdk.connector import Clock, Connector, ReadRequest, utc_now
+from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType, Page
+from crmsync.service.prefetch import prefetch
+
+__all__ = ["ConnectorBusy", "RunResult", "SyncEngine"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, ObjectType, runs.RunCounts], None]
+
+
+class ConnectorBusy(CrmSyncError):
+    """Another worker holds the connector's lease."""
+
+    exit_code = 7
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The outcome of one sync run."""
+
+    run_id: int
+    connector: str
+    mode: str
+    status: str
+    counts: runs.RunCounts
+    duration_seconds: float
+    error: str | None = None
+    streams: dict[str, runs.RunCounts] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    """Deadlocks, serialization failures and a busy SQLite file: retry the page."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in {"40001", "40P01"}:
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class SyncEngine:
+    """Runs syncs of connectors into a store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        default_tax_status: TaxStatus,
+        order_for: OrderFor,
+        clock: Clock = utc_now,
+        worker_id: str | None = None,
+        lease_ttl: timedelta = timedelta(minutes=10),
+        prefetch_pages: int = 2,
+        progress: Progress | None = None,
+        conflict_attempts: int = 5,
+    ) -> None:
+        self.store = store
+        self.default_tax_status = default_tax_status
+        self.order_for = order_for
+        self.clock = clock
+        self.worker_id = worker_id or default_worker_id()
+        self.lease_ttl = lease_ttl
+        self.prefetch_pages = prefetch_pages
+        self.progress = progress
+        self.conflict_attempts = conflict_attempts
+
+    # -- one transaction per page --------------------------------------------------
+
+    def _transaction(self, work: Callable[[Connection], Any]) -> Any:
+        for attempt in Retrying(
+            retry=retry_if_exception(_is_conflict),
+            stop=stop_after_attempt(self.conflict_attempts),
+            wait=wait_random_exponential(multiplier=0.05, max=2),
+            reraise=True,
+        ):
+            with attempt, self.store.begin() as conn:
+                return work(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def apply_page(
+        self, conn: Connection, name: str, page: Page, run_id: int | None, counts: runs.RunCounts
+    ) -> None:
+        """Write one page's records and quarantine its bad ones (no commit)."""
+        now = self.clock()
+        writer = Writer(conn, connector=name, default_tax_status=self.default_tax_status,
+                        order_for=self.order_for, now=now)
+        companies = [r for r in page.records if isinstance(r, CompanyRecord)]
+        contact_records = [r for r in page.records if isinstance(r, ContactRecord)]
+        written = writer.write_companies(companies)
+        written.add(writer.write_contacts(contact_records))
+        writer.refresh(written.touched)
+        runs.quarantine_records(conn, name, page.bad, run_id, now)
+        for kind, recs in ((ObjectType.COMPANY, companies), (ObjectType.CONTACT, contact_records)):
+            if recs:
+                runs.resolve_quarantine(conn, name, kind, [r.external_id for r in recs])
+        counts.seen += len(page.records) + len(page.bad)
+        counts.created += written.created
+        counts.updated += written.updated
+        counts.unchanged += written.unchanged
+        counts.quarantined += len(page.bad)
+
+    # -- runs ----------------------------------------------------------------------
+
+    def _start(self, name: str, mode: str, *, lease: bool) -> int:
+        def begin(conn: Connection) -> int:
+            now = self.clock()
+            if lease:
+                runs.mark_abandoned(conn, name, now - self.lease_ttl, now)
+                holder = runs.acquire_lease(conn, name, self.worker_id, now, self.lease_ttl)
+                if holder is not None:
+                    raise ConnectorBusy(f"connector {name!r} is being synced by {holder}")
+            return runs.start_run(conn, name, mode, self.worker_id, now)
+
+        run_id: int = self._transaction(begin)
+        return run_id
+
+    def _finish(self, name: str, run_id: int, status: str, counts: runs.RunCounts,
+                error: str | None, *, lease: bool = True) -> None:
+        def end(conn: Connection) -> None:
+            runs.finish_run(conn, run_id, status, counts, self.clock(), error)
+            if lease:
+                runs.release_lease(conn, name, self.worker_id)
+
+        self._transaction(end)
+
+    def run(self, name: str, connector: Connector, *, full: bool = False) -> RunResult:
+        """Sync every stream of one connector: full, or incremental from the saved cursors."""
+        mode = "full" if full else "incremental"
+        started = time.monotonic()
+        run_id = self._start(name, mode, lease=True)
+        run_started_at = self.clock()
+        counts = runs.RunCounts()
+        per_stream: dict[str, runs.RunCounts] = {}
+        status, error = "succeeded", None
+        log.info("sync %s started (run %d, %s)", name, run_id, mode)
+        try:
+            for stream in connector.streams():
+                stream_counts = per_stream.setdefault(stream.value, runs.RunCounts())
+                cursor = self._transaction(lambda conn, s=stream: runs.load_cursor(conn, name, s))
+                request = ReadRequest(stream=stream, cursor=cursor, full=full,
+                                      started_at=run_started_at)
+                for page in prefetch(connector.read(request), self.prefetch_pages):
+                    self._commit_page(name, run_id, page, counts, stream_counts)
+                    if self.progress is not None:
+                        self.progress(name, stream, counts)
+        except RateLimitExhausted as exc:
+            status, error = "rate_limited", str(exc)
+            log.warning("sync %s stopped: %s; it resumes from its cursor next run", name, exc)
+        except (ConnectorError, CrmSyncError) as exc:
+            status, error = "failed", str(exc)
+            log.error("sync %s failed: %s", name, exc)
+        except KeyboardInterrupt:
+            self._finish(name, run_id, "interrupted", counts, "interrupted by the user")
+            raise
+        except Exception as exc:
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("sync %s failed unexpectedly", name)
+        self._finish(name, run_id, status, counts, error)
+        duration = time.monotonic() - started
+        log.info("sync %s %s in %.1fs: %s", name, status, duration, counts.as_dict())
+        return RunResult(run_id, name, mode, status, counts, duration, error, per_stream)
+
+    def _commit_page(self, name: str, run_id: int, page: Page, counts: runs.RunCounts,
+                     stream_counts: runs.RunCounts) -> None:
+        def work(conn: Connection) -> tuple[runs.RunCounts, runs.RunCounts]:
+            now = self.clock()
+            holder = runs.acquire_lease(conn, name, self.worker_id, now, self.lease_ttl)
+            if holder is not None:
+                raise ConnectorBusy(f"lost the lease on {name!r} to {holder}")
+            page_counts = runs.RunCounts()
+            self.apply_page(conn, name, page, run_id, page_counts)
+            total = _plus(counts, page_counts)
+            runs.save_cursor(conn, name, page.stream, page.cursor, now)
+            runs.update_run(conn, run_id, total, now)
+            return total, page_counts
+
+        total, page_counts = self._transaction(work)
+        _assign(counts, total)
+        _assign(stream_counts, _plus(stream_counts, page_counts))
+
+    def resync(
+        self, name: str, connector: Connector, object_type: ObjectType, ids: Sequence[str],
+        *, mode: str = "resync",
+    ) -> RunResult:
+        """Re-import the named records now, without moving the stream's cursor.
+
+        Takes no lease: it may run while a scheduled sync of the same connector is under
+        way (webhook imports do), which the writer's concurrency rules make safe.
+        """
+        started = time.monotonic()
+        run_id = self._start(name, mode, lease=False)
+        counts = runs.RunCounts()
+        status, error = "succeeded", None
+        try:
+            page = connector.fetch(object_type, ids)
+            self._transaction(lambda conn: self._apply_counted(conn, name, page, run_id, counts))
+        except RateLimitExhausted as exc:
+            status, error = "rate_limited", str(exc)
+        except (ConnectorError, CrmSyncError) as exc:
+            status, error = "failed", str(exc)
+        self._finish(name, run_id, status, counts, error, lease=False)
+        return RunResult(run_id, name, mode, status, counts, time.monotonic() - started, error)
+
+    def _apply_counted(self, conn: Connection, name: str, page: Page, run_id: int,
+                       counts: runs.RunCounts) -> None:
+        fresh = runs.RunCounts()
+        self.apply_page(conn, name, page, run_id, fresh)
+        _assign(counts, fresh)
+
+
+def _plus(a: runs.RunCounts, b: runs.RunCounts) -> runs.RunCounts:
+    return runs.RunCounts(*(x + y for x, y in zip(a.as_dict().values(), b.as_dict().values(),
+                                                   strict=True)))
+
+
+def _assign(target: runs.RunCounts, source: runs.RunCounts) -> None:
+    for key, value in source.as_dict().items():
+        setattr(target, key, value)

@@ -1,0 +1,165 @@
+"""The sync engine against a real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmsync.adapters.store import Store
+from crmsync.sdk import BadRecord, ObjectType
+from tests.support.data import company, contact, later, make_engine
+from tests.support.memory import Boom, MemoryConnector
+from tests.support.snapshot import max_updated_at, row_counts, snapshot
+
+
+def sample() -> MemoryConnector:
+    companies = [company(i, modified_at=later(i)) for i in range(25)]
+    contacts = [contact(i, f"c{i % 25}", billing=(f"c{i % 25}",) if i % 5 == 0 else (),
+                        modified_at=later(i)) for i in range(60)]
+    bad = {ObjectType.CONTACT: [BadRecord(object_type=ObjectType.CONTACT, external_id="pX",
+                                          raw="{}", reason="modified_at: not a date")]}
+    return MemoryConnector(companies=companies, contacts=contacts, bad=bad, page_size=7)
+
+
+def test_a_first_sync_creates_every_customer_and_counts_what_it_did(store: Store) -> None:
+    result = make_engine(store).run("crm", sample(), full=True)
+
+    assert result.status == "succeeded"
+    assert (result.counts.seen, result.counts.created, result.counts.quarantined) == (86, 85, 1)
+    assert row_counts(store)["customers"] == 25
+    assert row_counts(store)["contacts"] == 60
+
+
+def test_a_second_sync_over_unchanged_data_changes_nothing(store: Store) -> None:
+    make_engine(store).run("crm", sample(), full=True)
+    before, counts, stamps = snapshot(store), row_counts(store), max_updated_at(store)
+
+    result = make_engine(store).run("crm", sample(), full=True)
+
+    assert result.counts.created == 0
+    assert result.counts.updated == 0
+    assert result.counts.unchanged == 85
+    assert snapshot(store) == before
+    assert row_counts(store) == counts
+    assert max_updated_at(store) == stamps
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 3, 4, 9, 12])
+def test_a_run_killed_mid_way_and_resumed_ends_identical_to_a_clean_run(
+    store_url: str, crash_after: int, tmp_path: object
+) -> None:
+    from crmsync.adapters.store import create_store
+
+    crashed = create_store(store_url)
+    broken = sample()
+    broken.fail_after_pages = crash_after
+    first = make_engine(crashed).run("crm", broken, full=True)
+    assert first.status == "failed"
+    assert "injected failure" in (first.error or "")
+
+    resumed = make_engine(crashed).run("crm", sample(), full=True)
+    assert resumed.status == "succeeded"
+    result = snapshot(crashed)
+    crashed.dispose()
+
+    clean_url = f"sqlite:///{tmp_path}/clean.db"
+    clean = create_store(clean_url)
+    clean.ensure_schema()
+    make_engine(clean).run("crm", sample(), full=True)
+    assert result == snapshot(clean)
+    clean.dispose()
+
+
+def test_a_failed_page_commits_neither_its_records_nor_its_cursor(store: Store) -> None:
+    broken = sample()
+    broken.fail_after_pages = 2
+    make_engine(store).run("crm", broken, full=True)
+
+    assert row_counts(store)["customers"] == 14  # two pages of seven
+
+
+def test_the_cursor_resumes_an_interrupted_pass_without_rereading_it(store: Store) -> None:
+    broken = sample()
+    broken.fail_after_pages = 2
+    make_engine(store).run("crm", broken, full=True)
+
+    again = sample()
+    result = make_engine(store).run("crm", again, full=True)
+
+    assert result.counts.created == 25 - 14 + 60
+    assert result.counts.unchanged == 0
+
+
+def test_an_incremental_run_reads_only_records_modified_since_the_cursor(store: Store) -> None:
+    make_engine(store).run("crm", sample(), full=True)
+    changed = sample()
+    changed.companies[3] = company(3, name="Renamed Ltd", modified_at=later(100))
+
+    result = make_engine(store).run("crm", changed)
+
+    assert result.counts.updated == 1
+    # the changed record, plus the boundary record of each stream (read again with >=)
+    assert result.streams["company"].seen == 2
+    assert result.streams["contact"].seen - result.streams["contact"].quarantined == 1
+    assert snapshot(store)["crm/c3"]["name"] == "Renamed Ltd"
+
+
+def test_a_record_older_than_the_stored_one_never_overwrites_it(store: Store) -> None:
+    make_engine(store).run("crm", MemoryConnector(companies=[company(1, modified_at=later(10),
+                                                                     name="Fresh")]))
+    make_engine(store).run("crm", MemoryConnector(companies=[company(1, modified_at=later(1),
+                                                                     name="Stale")]), full=True)
+
+    assert snapshot(store)["crm/c1"]["name"] == "Fresh"
+
+
+def test_bad_records_are_quarantined_with_their_reason_and_the_run_goes_on(store: Store) -> None:
+    result = make_engine(store).run("crm", sample(), full=True)
+
+    assert result.status == "succeeded"
+    assert snapshot(store)["__quarantine__"] == [("contact", "pX", "modified_at: not a date")]
+
+
+def test_a_quarantined_record_that_arrives_valid_leaves_the_quarantine(store: Store) -> None:
+    make_engine(store).run("crm", sample(), full=True)
+    fixed = sample()
+    fixed.bad = {}
+    fixed.contacts.append(contact("X", "c1"))
+
+    make_engine(store).run("crm", fixed, full=True)
+
+    assert snapshot(store)["__quarantine__"] == []
+
+
+def test_a_second_worker_cannot_sync_a_connector_that_is_being_synced(store: Store) -> None:
+    from crmsync.adapters import runs
+    from crmsync.service.sync import ConnectorBusy
+    from crmsync.sdk import utc_now
+
+    with store.begin() as conn:
+        runs.acquire_lease(conn, "crm", "other-host:42", utc_now(), __import__("datetime").timedelta(minutes=5))
+
+    with pytest.raises(ConnectorBusy, match="other-host:42"):
+        make_engine(store).run("crm", sample())
+
+
+def test_resync_reimports_named_records_without_moving_the_cursor(store: Store) -> None:
+    make_engine(store).run("crm", sample(), full=True)
+    source = sample()
+    source.companies[2] = company(2, name="Fixed By Hand In CRM", modified_at=later(50))
+
+    result = make_engine(store).resync("crm", source, ObjectType.COMPANY, ["c2"])
+
+    assert result.counts.updated == 1
+    assert snapshot(store)["crm/c2"]["name"] == "Fixed By Hand In CRM"
+    assert make_engine(store).run("crm", sample()).counts.updated <= 1
+
+
+def test_a_connector_error_fails_the_run_and_records_why(store: Store) -> None:
+    broken = sample()
+    broken.fail_after_pages = 0
+
+    result = make_engine(store).run("crm", broken)
+
+    assert result.status == "failed"
+    assert isinstance(Boom("x"), RuntimeError)
+    assert result.error is not None and "Boom" in result.error
