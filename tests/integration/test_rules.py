@@ -361,3 +361,48 @@ def test_archiving_archives_schedules_voids_drafts_and_keeps_final_and_sent_invo
     assert codes(show(store, customer_id)) == ["archived"]
     with store.begin() as conn:
         assert service.archive(conn, customer_id, now=now).already_archived is True
+
+
+def test_a_company_merge_folds_the_loser_into_the_survivor_with_its_hand_made_choices(
+    store: Store,
+) -> None:
+    sync(store, [company(1, aliases=("acct-1",)), company(2, aliases=("acct-2",))],
+         [contact(1, "c1"), contact(2, "c1"), contact(3, "c2")])
+    loser = customer_of(store, "c1")["id"]
+    with store.begin() as conn:
+        service.set_primary(conn, loser, "person2@example.com", now=utc_now())
+        service.add_alias(conn, loser, "by-hand", now=utc_now())
+        service.set_tax_status(conn, loser, TaxStatus.TAX_EXEMPT, now=utc_now())
+
+    # the CRM merges c1 into c2: c1 is archived, c2 lists it in merged ids and gets its contacts
+    sync(store, [company(1, deleted=True, modified_at=later(5)),
+                 company(2, aliases=("acct-2",), merged_ids=("c1",), modified_at=later(5))],
+         [contact(1, "c2", modified_at=later(5)), contact(2, "c2", modified_at=later(5)),
+          contact(3, "c2", modified_at=later(5))])
+
+    with store.begin() as conn:
+        customers_now = list(service.iter_customers(conn))
+        assert service.resolve(conn, loser) == customers_now[0]["id"]
+        assert service.resolve(conn, "by-hand") == customers_now[0]["id"]
+    assert len(customers_now) == 1
+    survivor = customers_now[0]
+    assert primary_email(survivor) == "person2@example.com"
+    assert survivor["tax_status"] == "TAX_EXEMPT"
+    assert sorted(c["email"] for c in survivor["contacts"]) == [
+        "person1@example.com", "person2@example.com", "person3@example.com"]
+    assert survivor["ready"] is True
+    assert {r["external_id"] for r in survivor["external_refs"]} == {"c1", "c2"}
+
+
+def test_a_contact_merge_moves_the_hand_pick_to_the_survivor(store: Store) -> None:
+    sync(store, [company(1)], [contact(1, "c1"), contact(2, "c1")])
+    customer_id = customer_of(store, "c1")["id"]
+    with store.begin() as conn:
+        service.set_primary(conn, customer_id, "person1@example.com", now=utc_now())
+
+    sync(store, [], [contact(2, "c1", merged_ids=("p1",), modified_at=later(3)),
+                     contact(1, "c1", deleted=True, modified_at=later(3))])
+
+    data = show(store, customer_id)
+    assert [c["email"] for c in data["contacts"]] == ["person2@example.com"]
+    assert primary_email(data) == "person2@example.com"

@@ -100,7 +100,7 @@ def refresh_customers(
         ref_rows = conn.execute(
             sa.select(external_refs.c.customer_id, external_refs.c.connector,
                       external_refs.c.deleted_at)
-            .where(external_refs.c.customer_id.in_(batch))
+            .where(external_refs.c.customer_id.in_(batch), external_refs.c.merged_into.is_(None))
             .order_by(external_refs.c.created_at)
         ).all()
         by_customer: dict[str, list[Any]] = defaultdict(list)

@@ -120,6 +120,7 @@ external_refs = sa.Table(
     sa.Column("content_hash", HASH, nullable=False),
     sa.Column("source_modified_at", UtcDateTime),
     sa.Column("deleted_at", UtcDateTime),
+    sa.Column("merged_into", EXTERNAL_ID),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )

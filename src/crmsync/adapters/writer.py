@@ -30,7 +30,15 @@ from sqlalchemy.engine import Connection
 
 from crmsync.adapters.readiness import OrderFor, refresh_customers
 from crmsync.adapters.sql import insert_for, new_id, select_in
-from crmsync.adapters.tables import aliases, contacts, customers, external_refs, pending_links
+from crmsync.adapters.tables import (
+    aliases,
+    billing_schedules,
+    contacts,
+    customers,
+    external_refs,
+    invoices,
+    pending_links,
+)
 from crmsync.domain import (
     AddressInput,
     BillingPreference,
@@ -172,8 +180,8 @@ class Writer:
                 self.conn,
                 [external_refs.c.external_id, external_refs.c.customer_id,
                  external_refs.c.content_hash, external_refs.c.source_modified_at,
-                 external_refs.c.deleted_at, customers.c.tax_status_source,
-                 customers.c.tax_status],
+                 external_refs.c.deleted_at, external_refs.c.merged_into,
+                 customers.c.tax_status_source, customers.c.tax_status],
                 external_refs.c.external_id,
                 (r.external_id for r in recs),
                 external_refs.c.connector == self.connector,
@@ -191,6 +199,8 @@ class Writer:
                     counts.unchanged += 1
                 else:
                     to_create.append(r)
+            elif row.merged_into is not None:
+                counts.unchanged += 1  # merged into another record, which governs now
             elif row.content_hash == hashes[r.external_id] or (
                 r.modified_at is not None
                 and row.source_modified_at is not None
@@ -207,7 +217,42 @@ class Writer:
                 counts.add(again)
         if to_update:
             self._update_companies(to_update, hashes, counts)
+        self._fold_merged_companies([r for r in recs if r.merged_ids], counts)
         return counts
+
+    def _fold_merged_companies(self, survivors: list[CompanyRecord], counts: WriteCounts) -> None:
+        """Fold the customers of records the CRM merged into their survivor's customer."""
+        if not survivors:
+            return
+        pairs = {m: r.external_id for r in survivors for m in r.merged_ids if m != r.external_id}
+        refs = {
+            row.external_id: row
+            for row in select_in(
+                self.conn,
+                [external_refs.c.external_id, external_refs.c.customer_id,
+                 external_refs.c.merged_into],
+                external_refs.c.external_id,
+                [*pairs, *pairs.values()],
+                external_refs.c.connector == self.connector,
+                external_refs.c.object_type == ObjectType.COMPANY.value,
+            )
+        }
+        for merged, survivor in sorted(pairs.items()):
+            loser, winner = refs.get(merged), refs.get(survivor)
+            if loser is None or winner is None or loser.merged_into == survivor:
+                continue
+            if loser.customer_id != winner.customer_id:
+                fold_customer(self.conn, loser.customer_id, winner.customer_id, self.now)
+                counts.touched.discard(loser.customer_id)
+            self.conn.execute(
+                sa.update(external_refs)
+                .where(external_refs.c.connector == self.connector,
+                       external_refs.c.object_type == ObjectType.COMPANY.value,
+                       external_refs.c.external_id == merged)
+                .values(merged_into=survivor, customer_id=winner.customer_id,
+                        deleted_at=None, updated_at=self.now)
+            )
+            counts.touched.add(winner.customer_id)
 
     def _company_values(self, r: CompanyRecord, tax_source: str | None,
                         tax_status: str | None) -> dict[str, Any]:
@@ -251,6 +296,7 @@ class Writer:
                         "content_hash": hashes[r.external_id],
                         "source_modified_at": r.modified_at,
                         "deleted_at": None,
+                        "merged_into": None,
                         "created_at": now,
                         "updated_at": now,
                     }
@@ -422,6 +468,7 @@ class Writer:
         recs = _last_by_id(records)
         if not recs:
             return counts
+        self._fold_merged_contacts([r for r in recs if r.merged_ids], counts)
         company_ids = {link.company_id for r in recs for link in r.companies}
         customer_of = {
             row.external_id: row.customer_id
@@ -542,6 +589,45 @@ class Writer:
         self._save_pending(add_pending, drop_pending)
         return counts
 
+    def _fold_merged_contacts(self, survivors: list[ContactRecord], counts: WriteCounts) -> None:
+        """Give a merged contact's memberships (and hand picks) to its survivor."""
+        if not survivors:
+            return
+        pairs = {m: r.external_id for r in survivors for m in r.merged_ids if m != r.external_id}
+        rows = select_in(
+            self.conn,
+            [contacts.c.id, contacts.c.customer_id, contacts.c.external_id],
+            contacts.c.external_id,
+            [*pairs, *pairs.values()],
+            contacts.c.connector == self.connector,
+        )
+        survivor_row = {(r.customer_id, r.external_id): r.id for r in rows
+                        if r.external_id in pairs.values()}
+        for row in rows:
+            survivor = pairs.get(row.external_id)
+            if survivor is None:
+                continue
+            keep = survivor_row.get((row.customer_id, survivor))
+            if keep is None:  # re-key: the row (and any hand pick of it) now is the survivor
+                self.conn.execute(
+                    sa.update(contacts).where(contacts.c.id == row.id)
+                    .values(external_id=survivor, content_hash=None, updated_at=self.now)
+                )
+            else:
+                self.conn.execute(
+                    sa.update(customers)
+                    .where(customers.c.manual_primary_contact_id == row.id)
+                    .values(manual_primary_contact_id=keep, updated_at=self.now)
+                )
+                self.conn.execute(sa.delete(contacts).where(contacts.c.id == row.id))
+            counts.touched.add(row.customer_id)
+        self.conn.execute(
+            sa.delete(pending_links).where(
+                pending_links.c.connector == self.connector,
+                pending_links.c.contact_external_id.in_(list(pairs)),
+            )
+        )
+
     def _new_contact(self, r: ContactRecord, customer_id: str, designated: bool, digest: str,
                      email: str | None, email_valid: bool) -> dict[str, Any]:
         return {
@@ -618,6 +704,54 @@ class Writer:
     def refresh(self, customer_ids: Iterable[str]) -> int:
         """Recompute primary contacts and readiness of the given customers."""
         return refresh_customers(self.conn, customer_ids, order_for=self.order_for, now=self.now)
+
+
+def fold_customer(conn: Connection, loser: str, winner: str, now: datetime) -> None:
+    """Move everything of customer ``loser`` to ``winner`` and delete ``loser``.
+
+    Contacts, aliases (the loser's id keeps resolving, to the winner), CRM links,
+    billing schedules and invoices move; a hand-picked primary and a tax-status
+    override move when the winner has none of its own.
+    """
+    rows = {
+        r.id: r
+        for r in conn.execute(sa.select(customers).where(customers.c.id.in_([loser, winner])))
+    }
+    lost, won = rows[loser], rows[winner]
+    theirs = {
+        (r.connector, r.external_id): r.id
+        for r in conn.execute(
+            sa.select(contacts.c.id, contacts.c.connector, contacts.c.external_id)
+            .where(contacts.c.customer_id == winner, contacts.c.connector.is_not(None))
+        )
+    }
+    pick = lost.manual_primary_contact_id
+    for r in conn.execute(
+        sa.select(contacts.c.id, contacts.c.connector, contacts.c.external_id)
+        .where(contacts.c.customer_id == loser, contacts.c.connector.is_not(None))
+    ).all():
+        twin = theirs.get((r.connector, r.external_id))
+        if twin is not None:  # the winner has this CRM contact already
+            pick = twin if pick == r.id else pick
+            conn.execute(sa.delete(contacts).where(contacts.c.id == r.id))
+    conn.execute(
+        sa.update(contacts).where(contacts.c.customer_id == loser)
+        .values(customer_id=winner, billing_preference=BillingPreference.STANDARD.value,
+                updated_at=now)
+    )
+    for table in (aliases, external_refs, billing_schedules, invoices):
+        conn.execute(sa.update(table).where(table.c.customer_id == loser)
+                     .values(customer_id=winner))
+    changes: dict[str, Any] = {}
+    if won.manual_primary_contact_id is None and pick is not None:
+        changes.update(manual_primary_contact_id=pick,
+                       manual_primary_set_at=lost.manual_primary_set_at)
+    if won.tax_status_source != FieldSource.MANUAL and lost.tax_status_source == FieldSource.MANUAL:
+        changes.update(tax_status=lost.tax_status, tax_status_source=lost.tax_status_source)
+    if changes:
+        conn.execute(sa.update(customers).where(customers.c.id == winner)
+                     .values(updated_at=now, **changes))
+    conn.execute(sa.delete(customers).where(customers.c.id == loser))
 
 
 def dump_record(record: CompanyRecord | ContactRecord) -> str:

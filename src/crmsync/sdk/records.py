@@ -91,6 +91,8 @@ class ContactRecord(_Record):
     companies: tuple[CompanyLink, ...] = ()
     modified_at: UtcDatetime | None = None
     deleted: bool = False
+    merged_ids: tuple[str, ...] = ()
+    """Ids of contacts the CRM merged into this one; their memberships fold into this one."""
 
 
 Record = CompanyRecord | ContactRecord

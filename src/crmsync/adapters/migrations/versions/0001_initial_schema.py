@@ -225,6 +225,7 @@ def upgrade() -> None:
         sa.Column("content_hash", sa.String(length=32), nullable=False),
         sa.Column("source_modified_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("merged_into", sa.String(length=255), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
