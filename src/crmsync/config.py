@@ -53,9 +53,6 @@ class AppConfig(BaseModel):
     )
     defaults: Defaults = Field(default_factory=Defaults)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
-    connectors: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="connector name -> its section (needs `type`)"
-    )
 
 
 class Settings(BaseModel):
@@ -133,12 +130,16 @@ def parse_settings(
     """Validate an already-parsed config document."""
     from_env: set[str] = set()
     expanded = _expand(dict(raw or {}), "", environ, from_env)
+    sections = expanded.pop("connectors", None) or {}
+    if not isinstance(sections, dict):
+        raise ConfigError("must map connector names to their sections", source=source,
+                          key="connectors")
     try:
         app = AppConfig.model_validate(expanded)
     except ValidationError as exc:
         _raise_validation(exc, source)
     connectors: dict[str, ConnectorConfig] = {}
-    for name, section in app.connectors.items():
+    for name, section in sections.items():
         prefix = f"connectors.{name}"
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", name):
             raise ConfigError(

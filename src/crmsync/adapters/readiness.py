@@ -91,7 +91,12 @@ def refresh_customers(
     """Recompute primary contacts and readiness; returns how many customers changed."""
     changed = 0
     for batch in chunks(sorted(set(ids))):
-        cust_rows = conn.execute(sa.select(customers).where(customers.c.id.in_(batch))).all()
+        # Lock the customers (in id order) before reading their contacts: two writers
+        # refreshing one customer take turns, and the second sees the first's result.
+        cust_rows = conn.execute(
+            sa.select(customers).where(customers.c.id.in_(batch)).order_by(customers.c.id)
+            .with_for_update()
+        ).all()
         contact_rows = conn.execute(
             sa.select(contacts)
             .where(contacts.c.customer_id.in_(batch), contacts.c.removed_at.is_(None))

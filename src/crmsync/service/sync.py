@@ -74,7 +74,8 @@ def _is_conflict(exc: BaseException) -> bool:
     if not isinstance(exc, DBAPIError):
         return False
     code = getattr(exc.orig, "sqlstate", None)
-    if code in {"40001", "40P01"}:
+    # serialization failure, deadlock, and a unique key a concurrent writer took first
+    if code in {"40001", "40P01", "23505"}:
         return True
     return "database is locked" in str(exc.orig)
 
