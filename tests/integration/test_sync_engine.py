@@ -163,3 +163,26 @@ def test_a_connector_error_fails_the_run_and_records_why(store: Store) -> None:
     assert result.status == "failed"
     assert isinstance(Boom("x"), RuntimeError)
     assert result.error is not None and "Boom" in result.error
+
+
+def test_a_lease_left_by_a_dead_process_on_this_machine_is_taken_over(store: Store) -> None:
+    import socket
+    from datetime import timedelta
+
+    from crmsync.adapters import runs
+    from crmsync.sdk import utc_now
+
+    dead = f"{socket.gethostname()}:999999999"
+    with store.begin() as conn:
+        runs.acquire_lease(conn, "crm", dead, utc_now(), timedelta(minutes=5))
+        runs.start_run(conn, "crm", "full", dead, utc_now())
+
+    result = make_engine(store).run("crm", sample())
+
+    assert result.status == "succeeded"
+    with store.begin() as conn:
+        import sqlalchemy as sa
+
+        from crmsync.adapters.tables import sync_runs
+        statuses = dict(conn.execute(sa.select(sync_runs.c.worker, sync_runs.c.status)).all())
+    assert statuses[dead] == "abandoned"

@@ -109,6 +109,18 @@ def mark_abandoned(conn: Connection, connector: str, stale_before: datetime, now
     return result.rowcount
 
 
+def abandon_worker(conn: Connection, connector: str, worker: str, now: datetime) -> int:
+    """Close the running runs of a worker known to be dead."""
+    result = conn.execute(
+        sa.update(sync_runs)
+        .where(sync_runs.c.connector == connector, sync_runs.c.status == "running",
+               sync_runs.c.worker == worker)
+        .values(status="abandoned", finished_at=now,
+                error="the process running this sync stopped without finishing it")
+    )
+    return result.rowcount
+
+
 def _record_key(bad: BadRecord) -> str:
     if bad.external_id:
         return bad.external_id
@@ -160,16 +172,24 @@ def resolve_quarantine(
 
 
 def acquire_lease(
-    conn: Connection, connector: str, owner: str, now: datetime, ttl: timedelta
+    conn: Connection, connector: str, owner: str, now: datetime, ttl: timedelta,
+    *, take_from: str | None = None,
 ) -> str | None:
-    """Take or renew the connector's lease; returns the current holder if someone else has it."""
+    """Take or renew the connector's lease; returns the current holder if someone else has it.
+
+    The lease is free when nobody holds it or it expired; ``take_from`` also takes it
+    from that holder (one known to be dead).
+    """
     stmt = insert_for(conn, sync_leases).values(
         connector=connector, owner=owner, expires_at=now + ttl
     )
+    free = [sync_leases.c.owner == owner, sync_leases.c.expires_at < now]
+    if take_from is not None:
+        free.append(sync_leases.c.owner == take_from)
     stmt = stmt.on_conflict_do_update(
         index_elements=[sync_leases.c.connector],
         set_={"owner": stmt.excluded.owner, "expires_at": stmt.excluded.expires_at},
-        where=sa.or_(sync_leases.c.owner == owner, sync_leases.c.expires_at < now),
+        where=sa.or_(*free),
     )
     conn.execute(stmt)
     holder: Any = conn.execute(

@@ -68,7 +68,9 @@ app.add_typer(contacts_app, name="contacts")
 app.add_typer(aliases_app, name="aliases")
 app.add_typer(db_app, name="db")
 
-out = Console(soft_wrap=True)
+out = Console()
+if not out.is_terminal:  # piped or captured: never truncate ids people copy
+    out.width = max(out.width, 200)
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -111,6 +113,9 @@ def _root(
         level=level, format="%(message)s", datefmt="[%X]",
         handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)], force=True,
     )
+    # httpx logs whole URLs (query strings included) at INFO: keep them out of our logs.
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     ctx.obj = application
     ctx.call_on_close(application.close)
 
@@ -263,15 +268,16 @@ def customers_list(
         if as_json:
             _emit_json(list(rows))
             return
-        table = Table("id", "company", "ready", "primary billing contact", "held because")
+        table = Table("company", "ready", "primary billing contact", "held because")
+        table.add_column("id", no_wrap=True)
         count = 0
         for c in rows:
             count += 1
             primary = c["primary_billing_contact"]
             table.add_row(
-                c["id"], c["company_name"] or "-", "yes" if c["ready"] else "no",
+                c["company_name"] or "-", "yes" if c["ready"] else "no",
                 (primary["email"] or "-") if primary else "-",
-                ", ".join(r["code"] for r in c["blocked_reasons"]),
+                ", ".join(r["code"] for r in c["blocked_reasons"]), c["id"],
             )
         out.print(table)
         out.print(f"{count} customer{'s' if count != 1 else ''}")
@@ -488,17 +494,13 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 def run(argv: list[str] | None = None, *, prog: str = "crm-sync") -> int:
     """Run the CLI and return its exit code (what ``main`` passes to ``sys.exit``)."""
-    command: Callable[..., Any] = typer.main.get_command(app)
+    command: Any = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name=prog, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE if isinstance(exc, click.UsageError) else 1
-    except click.exceptions.Abort:
-        err.print("aborted")
-        return 130
+        # Standalone mode: the CLI library reports usage errors itself (exit 2) and turns
+        # typer.Exit into SystemExit; our own errors come through to be mapped here.
+        command.main(args=argv, prog_name=prog, standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except CrmSyncError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         return exc.exit_code
@@ -507,7 +509,10 @@ def run(argv: list[str] | None = None, *, prog: str = "crm-sync") -> int:
         err.print(f"error: {StoreError(f'the store is unreachable: {message}')}",
                   markup=False, highlight=False)
         return StoreError.exit_code
-    return result if isinstance(result, int) else 0
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return 0
 
 
 def main() -> None:

@@ -102,7 +102,10 @@ class Connector(Protocol):
         ...
 
     def fetch(self, object_type: ObjectType, external_ids: Sequence[str]) -> Page:
-        """Read the named records now (manual resync, webhook imports). Missing ids are skipped."""
+        """Read the named records now (manual resync, webhook imports). Missing ids are skipped.
+
+        The returned page's cursor means nothing: the engine never commits it.
+        """
         ...
 
     def close(self) -> None:

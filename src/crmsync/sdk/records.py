@@ -113,7 +113,8 @@ class Cursor(_Record):
     ``since`` is the inclusive lower bound on modification time for the next
     incremental pass. While a pass is under way, ``position`` is the connector's
     resume token (an ``after`` token, the last id seen, a row number) and ``until``
-    the pass' fixed upper bound; both are ``None`` between passes. ``extra`` holds
+    the pass' fixed upper bound; both are ``None`` between passes. ``full`` says the
+    pass under way is a full pass (``False`` between passes). ``extra`` holds
     any other connector-specific state (JSON-serialisable values only).
     """
 

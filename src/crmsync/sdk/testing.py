@@ -64,6 +64,7 @@ from crmsync.sdk.records import (
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "SHARED_AT",
     "STARTED_AT",
     "BadKind",
     "BadSample",
@@ -72,6 +73,7 @@ __all__ = [
     "Dataset",
     "InMemoryConnector",
     "InMemoryHarness",
+    "assert_well_formed_pass",
     "bad_dataset",
     "check_bad_records_are_reported_and_good_ones_still_arrive",
     "check_cursor_never_moves_back_and_the_last_page_ends_the_pass",

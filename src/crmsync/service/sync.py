@@ -84,6 +84,20 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _died_here(worker: str) -> bool:
+    """Whether ``worker`` (``host:pid``) was a process on this machine that no longer runs."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
+
+
 class SyncEngine:
     """Runs syncs of connectors into a store."""
 
@@ -95,7 +109,7 @@ class SyncEngine:
         order_for: OrderFor,
         clock: Clock = utc_now,
         worker_id: str | None = None,
-        lease_ttl: timedelta = timedelta(minutes=10),
+        lease_ttl: timedelta = timedelta(minutes=5),
         prefetch_pages: int = 2,
         progress: Progress | None = None,
         conflict_attempts: int = 5,
@@ -153,6 +167,11 @@ class SyncEngine:
             if lease:
                 runs.mark_abandoned(conn, name, now - self.lease_ttl, now)
                 holder = runs.acquire_lease(conn, name, self.worker_id, now, self.lease_ttl)
+                if holder is not None and _died_here(holder):
+                    # its process died on this machine: no need to wait for the lease to expire
+                    runs.abandon_worker(conn, name, holder, now)
+                    holder = runs.acquire_lease(conn, name, self.worker_id, now,
+                                                self.lease_ttl, take_from=holder)
                 if holder is not None:
                     raise ConnectorBusy(f"connector {name!r} is being synced by {holder}")
             return runs.start_run(conn, name, mode, self.worker_id, now)

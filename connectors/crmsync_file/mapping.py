@@ -1,0 +1,320 @@
+"""Pure functions turning one export row into a record, or a bad record saying why not.
+
+Cell values are read forgivingly but never guessed at:
+
+* text is trimmed; an empty cell is "no value";
+* lists (aliases, company ids) are split on ``list_separator`` in text, or taken from
+  a JSON array; empty items and repeated values are dropped;
+* booleans are ``true_values`` / ``false_values`` (any case), JSON booleans, or 0/1;
+  an empty cell is false;
+* timestamps are ISO 8601 (``2026-03-01T12:00:00Z``, ``2026-03-01 12:00:00+01:00``,
+  ``2026-03-01``); **a timestamp without a zone is taken as UTC**. Integers (a JSON
+  number or a cell of 11 or more digits) are epoch milliseconds; smaller integers
+  are refused because they are most likely epoch seconds;
+* a tax status is a key of ``tax_status_values`` or one of ``TAXED``, ``TAX_EXEMPT``,
+  ``REVERSE_CHARGED`` (any case; spaces and hyphens read as underscores);
+* the billing designation of a contact is a true value (billing contact of every
+  company it is linked to), a false value or empty (of none), or a list of company
+  ids (billing contact of those only, each of which must be among its companies).
+
+Every problem found in a row is reported in one line, prefixed with the line number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from crmsync.domain.values import TaxStatus
+from crmsync.sdk.records import (
+    BadRecord,
+    CompanyLink,
+    CompanyRecord,
+    ContactRecord,
+    ObjectType,
+    Record,
+)
+from crmsync_file.config import CompanyFileSource, ContactFileSource, FileSource
+from crmsync_file.rows import BrokenRow, Row
+
+__all__ = [
+    "Mapped",
+    "map_broken",
+    "map_company",
+    "map_contact",
+    "parse_flag",
+    "parse_list",
+    "parse_tax_status",
+    "parse_text",
+    "parse_timestamp",
+    "row_id",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_EPOCH_MS = 100_000_000_000  # 1973-03-03: smaller integers are most likely seconds
+_NO_ITEMS: tuple[str, ...] = ()
+_NO_IDS: frozenset[str] = frozenset()
+
+
+class InvalidValue(ValueError):
+    """A cell value that cannot be read as the field's type; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """A row's outcome, and its modification time when that could be read."""
+
+    item: Record | BadRecord
+    modified_at: datetime | None = None
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, list):
+        return "list"
+    return "object"
+
+
+def parse_text(value: object) -> str | None:
+    """A trimmed string, or ``None`` for a missing or empty value."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidValue(f"a JSON {_json_kind(value)} where text was expected")
+
+
+def parse_list(value: object, separator: str) -> tuple[str, ...]:
+    """Items of a separated text or a JSON array: trimmed, without empties and repeats."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[str | None] = [part.strip() or None for part in value.split(separator)]
+    elif isinstance(value, list):
+        items = [parse_text(item) for item in value]
+    else:
+        items = [parse_text(value)]
+    return tuple(dict.fromkeys(item for item in items if item is not None))
+
+
+def parse_flag(value: object, source: FileSource) -> bool:
+    """A boolean from ``true_values``/``false_values``, a JSON boolean or 0/1; empty is false."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().casefold()
+        if not word or word in source.false_values:
+            return False
+        if word in source.true_values:
+            return True
+    raise InvalidValue(f"{_show(value)} is neither a true nor a false value")
+
+
+def _from_epoch_ms(value: float) -> datetime:
+    if value < _MIN_EPOCH_MS:
+        raise InvalidValue(f"{_show(value)} is not epoch milliseconds (seconds are not accepted)")
+    try:
+        return _EPOCH + timedelta(milliseconds=value)
+    except OverflowError:
+        raise InvalidValue(f"{_show(value)} is out of range for epoch milliseconds") from None
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """An aware UTC datetime from ISO 8601 (naive means UTC) or epoch milliseconds."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _from_epoch_ms(value)
+    if not isinstance(value, str):
+        raise InvalidValue(f"a JSON {_json_kind(value)} where a timestamp was expected")
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit() and len(text) >= 11:
+        return _from_epoch_ms(int(text))
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidValue(
+            f"{_show(text)} is neither an ISO 8601 timestamp nor epoch milliseconds"
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_tax_status(value: object, values: Mapping[str, TaxStatus]) -> TaxStatus | None:
+    """A tax status from the configured value map or the status' own name."""
+    text = parse_text(value)
+    if text is None:
+        return None
+    if (mapped := values.get(text.casefold())) is not None:
+        return mapped
+    name = text.upper().replace(" ", "_").replace("-", "_")
+    try:
+        return TaxStatus(name)
+    except ValueError:
+        known = ", ".join(status.value for status in TaxStatus)
+        raise InvalidValue(
+            f"tax status {_show(text)} is not one of {known} or a key of tax_status_values"
+        ) from None
+
+
+def row_id(row: Row, column: str) -> str | None:
+    """The row's id, or ``None`` when it has none (or an unreadable one)."""
+    try:
+        return parse_text(row.values.get(column))
+    except InvalidValue:
+        return None
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads the mapped columns of one row, collecting every problem instead of stopping."""
+
+    def __init__(self, row: Row) -> None:
+        self.row = row
+        self.problems: list[str] = []
+
+    def get(self, column: str | None, parse: Callable[[object], T], empty: T) -> T:
+        if column is None:
+            return empty
+        try:
+            return parse(self.row.values.get(column))
+        except InvalidValue as exc:
+            self.problems.append(f"{column}: {exc}")
+            return empty
+
+    def bad(self, object_type: ObjectType, external_id: str | None) -> BadRecord:
+        reason = f"line {self.row.line}: " + "; ".join(self.problems)
+        return BadRecord(
+            object_type=object_type, external_id=external_id, raw=self.row.raw, reason=reason
+        )
+
+
+def _invalid_model(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def map_company(row: Row, source: CompanyFileSource) -> Mapped:
+    """A company row as a :class:`CompanyRecord`, or a :class:`BadRecord`."""
+    columns = source.columns
+    read = _Reader(row)
+    external_id = read.get(columns.external_id, parse_text, None)
+    if external_id is None and not read.problems:
+        read.problems.append(f"no id (column {columns.external_id!r} is empty)")
+    modified_at = read.get(columns.modified_at, parse_timestamp, None)
+    fields = {
+        "name": read.get(columns.name, parse_text, None),
+        "line1": read.get(columns.line1, parse_text, None),
+        "line2": read.get(columns.line2, parse_text, None),
+        "city": read.get(columns.city, parse_text, None),
+        "state": read.get(columns.state, parse_text, None),
+        "postal_code": read.get(columns.postal_code, parse_text, None),
+        "country": read.get(columns.country, parse_text, None),
+    }
+    tax_status = read.get(
+        columns.tax_status, lambda v: parse_tax_status(v, source.tax_status_values), None
+    )
+    aliases = read.get(columns.aliases, lambda v: parse_list(v, source.list_separator), _NO_ITEMS)
+    deleted = read.get(columns.deleted, lambda v: parse_flag(v, source), False)
+    if read.problems or external_id is None:
+        return Mapped(read.bad(ObjectType.COMPANY, external_id), modified_at)
+    try:
+        record = CompanyRecord(
+            external_id=external_id,
+            tax_status=tax_status,
+            aliases=aliases,
+            modified_at=modified_at,
+            deleted=deleted,
+            **fields,
+        )
+    except ValidationError as exc:
+        read.problems.append(_invalid_model(exc))
+        return Mapped(read.bad(ObjectType.COMPANY, external_id), modified_at)
+    return Mapped(record, modified_at)
+
+
+def _billing(
+    value: object, source: ContactFileSource, company_ids: tuple[str, ...]
+) -> frozenset[str]:
+    """The ids of the companies the contact is billing contact of."""
+    if value is None or isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return frozenset(company_ids) if parse_flag(value, source) else _NO_IDS
+    if isinstance(value, str):
+        word = value.strip().casefold()
+        if not word or word in source.false_values:
+            return _NO_IDS
+        if word in source.true_values:
+            return frozenset(company_ids)
+    named = parse_list(value, source.list_separator)
+    if unknown := [company for company in named if company not in company_ids]:
+        raise InvalidValue(
+            f"names {', '.join(map(repr, unknown))}, not among the contact's companies"
+        )
+    return frozenset(named)
+
+
+def map_contact(row: Row, source: ContactFileSource) -> Mapped:
+    """A contact row as a :class:`ContactRecord`, or a :class:`BadRecord`."""
+    columns = source.columns
+    read = _Reader(row)
+    external_id = read.get(columns.external_id, parse_text, None)
+    if external_id is None and not read.problems:
+        read.problems.append(f"no id (column {columns.external_id!r} is empty)")
+    modified_at = read.get(columns.modified_at, parse_timestamp, None)
+    name = read.get(columns.name, parse_text, None)
+    if name is None:
+        parts = (
+            read.get(columns.first_name, parse_text, None),
+            read.get(columns.last_name, parse_text, None),
+        )
+        name = " ".join(part for part in parts if part) or None
+    email = read.get(columns.email, parse_text, None)
+    company_ids = read.get(
+        columns.company_ids, lambda v: parse_list(v, source.list_separator), _NO_ITEMS
+    )
+    billing = read.get(columns.billing_contact, lambda v: _billing(v, source, company_ids), _NO_IDS)
+    deleted = read.get(columns.deleted, lambda v: parse_flag(v, source), False)
+    if read.problems or external_id is None:
+        return Mapped(read.bad(ObjectType.CONTACT, external_id), modified_at)
+    try:
+        record = ContactRecord(
+            external_id=external_id,
+            name=name,
+            email=email,
+            companies=tuple(
+                CompanyLink(company_id=company, billing_contact=company in billing)
+                for company in company_ids
+            ),
+            modified_at=modified_at,
+            deleted=deleted,
+        )
+    except ValidationError as exc:
+        read.problems.append(_invalid_model(exc))
+        return Mapped(read.bad(ObjectType.CONTACT, external_id), modified_at)
+    return Mapped(record, modified_at)
+
+
+def map_broken(row: BrokenRow, object_type: ObjectType) -> Mapped:
+    """A row that could not be read at all, as a :class:`BadRecord`."""
+    return Mapped(BadRecord(object_type=object_type, raw=row.raw, reason=row.reason))

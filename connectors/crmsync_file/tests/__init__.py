@@ -1,0 +1,1 @@
+"""Tests of the file connector, including its run of the contract suite."""
