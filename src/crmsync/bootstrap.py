@@ -48,8 +48,11 @@ class App:
         config = self.settings.connectors.get(name)
         if config is None:
             known = ", ".join(self.settings.connectors) or "none configured"
-            raise ConfigError(f"no connector named {name!r} (configured: {known})",
-                              source=self.settings.source, key="connectors")
+            raise ConfigError(
+                f"no connector named {name!r} (configured: {known})",
+                source=self.settings.source,
+                key="connectors",
+            )
         plugin = self.plugins[config.type]
         context = ConnectorContext(name=name, base_dir=self.settings.base_dir, clock=self.clock)
         return plugin.factory(config, context)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from crmsync.domain.values import TaxStatus
 from crmsync.errors import ConfigError
@@ -132,8 +132,9 @@ def parse_settings(
     expanded = _expand(dict(raw or {}), "", environ, from_env)
     sections = expanded.pop("connectors", None) or {}
     if not isinstance(sections, dict):
-        raise ConfigError("must map connector names to their sections", source=source,
-                          key="connectors")
+        raise ConfigError(
+            "must map connector names to their sections", source=source, key="connectors"
+        )
     try:
         app = AppConfig.model_validate(expanded)
     except ValidationError as exc:

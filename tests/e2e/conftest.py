@@ -28,12 +28,20 @@ class Result:
         return json.loads(self.stdout)
 
 
-def run_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None,
-            timeout: float = 120) -> Result:
+def run_cli(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> Result:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
     environ.update(env or {})
-    done = subprocess.run([str(CLI), *args], cwd=cwd, env=environ, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [str(CLI), *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     return Result(done.returncode, done.stdout, done.stderr)
 
 

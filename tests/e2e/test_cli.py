@@ -37,8 +37,11 @@ def test_sync_json_reports_runs_customers_and_quarantine(project: Path) -> None:
     assert data["runs"][0]["counts"]["quarantined"] == 2
     assert data["customers"]["ready"] == 36
     assert data["customers"]["blocked_by_reason"] == {
-        "incomplete_billing_address": 4, "no_primary_billing_contact": 4, "alias_conflict": 2,
-        "ambiguous_primary_billing_contact": 1, "primary_contact_invalid_email": 1,
+        "incomplete_billing_address": 4,
+        "no_primary_billing_contact": 4,
+        "alias_conflict": 2,
+        "ambiguous_primary_billing_contact": 1,
+        "primary_contact_invalid_email": 1,
         "primary_contact_without_email": 1,
     }
     assert data["quarantined"] == 2
@@ -54,9 +57,12 @@ def test_a_second_sync_of_the_same_export_changes_nothing(project: Path) -> None
 
 def test_a_person_fixes_a_held_customer_from_the_cli(project: Path) -> None:
     run_cli("sync", cwd=project)
-    held = [c for c in run_cli("customers", "list", "--blocked", "--json", cwd=project).json()
-            if c["blocked_reasons"][0]["code"] == "no_primary_billing_contact"
-            and len(c["contacts"]) > 1]
+    held = [
+        c
+        for c in run_cli("customers", "list", "--blocked", "--json", cwd=project).json()
+        if c["blocked_reasons"][0]["code"] == "no_primary_billing_contact"
+        and len(c["contacts"]) > 1
+    ]
     customer = held[0]
     email = customer["contacts"][1]["email"]
 
@@ -76,11 +82,27 @@ def test_customer_json_has_the_documented_shape(project: Path) -> None:
 
     data = run_cli("customers", "show", "ACC-7781", "--json", cwd=project).json()
 
-    assert set(data) >= {"id", "company_name", "tax_status", "billing_address",
-                         "primary_billing_contact", "contacts", "aliases", "external_refs",
-                         "ready", "blocked_reasons", "archived_at"}
-    assert set(data["billing_address"]) == {"line1", "line2", "city", "state", "postal_code",
-                                            "country"}
+    assert set(data) >= {
+        "id",
+        "company_name",
+        "tax_status",
+        "billing_address",
+        "primary_billing_contact",
+        "contacts",
+        "aliases",
+        "external_refs",
+        "ready",
+        "blocked_reasons",
+        "archived_at",
+    }
+    assert set(data["billing_address"]) == {
+        "line1",
+        "line2",
+        "city",
+        "state",
+        "postal_code",
+        "country",
+    }
     assert all("billing_preference" in c for c in data["contacts"])
     assert data["id"] in [a["value"] for a in data["aliases"]]
 
@@ -124,8 +146,9 @@ def test_runs_and_quarantine_are_listed(project: Path) -> None:
 
 
 def test_a_bad_config_names_the_key_and_exits_3(project: Path) -> None:
-    (project / "crm-sync.yaml").write_text("connectors:\n  sample:\n    type: file\n"
-                                           "    page_sise: 10\n")
+    (project / "crm-sync.yaml").write_text(
+        "connectors:\n  sample:\n    type: file\n    page_sise: 10\n"
+    )
 
     result = run_cli("sync", cwd=project)
 
@@ -142,17 +165,45 @@ def test_usage_errors_exit_2_and_unknown_customers_exit_4(project: Path) -> None
 def _big_export(folder: Path, companies: int) -> None:
     with (folder / "companies.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "name", "address_line1", "city", "postal_code", "country",
-                    "aliases", "updated_at"])
+        w.writerow(
+            [
+                "id",
+                "name",
+                "address_line1",
+                "city",
+                "postal_code",
+                "country",
+                "aliases",
+                "updated_at",
+            ]
+        )
         for i in range(companies):
-            w.writerow([f"C{i}", f"Company {i}", f"{i} High St", "Leeds", "LS1 1AA", "GB",
-                        f"acct-{i}", f"2026-01-01T00:{i % 60:02d}:00Z"])
+            w.writerow(
+                [
+                    f"C{i}",
+                    f"Company {i}",
+                    f"{i} High St",
+                    "Leeds",
+                    "LS1 1AA",
+                    "GB",
+                    f"acct-{i}",
+                    f"2026-01-01T00:{i % 60:02d}:00Z",
+                ]
+            )
     with (folder / "contacts.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "name", "email", "company_id", "billing_contact", "updated_at"])
         for i in range(companies * 3):
-            w.writerow([f"P{i}", f"Person {i}", f"p{i}@example.com", f"C{i % companies}",
-                        "yes" if i % 4 == 0 else "", "2026-01-01T00:00:00Z"])
+            w.writerow(
+                [
+                    f"P{i}",
+                    f"Person {i}",
+                    f"p{i}@example.com",
+                    f"C{i % companies}",
+                    "yes" if i % 4 == 0 else "",
+                    "2026-01-01T00:00:00Z",
+                ]
+            )
 
 
 def _config(folder: Path, db: str) -> Path:
@@ -179,9 +230,12 @@ def test_a_sync_killed_mid_way_and_run_again_ends_exactly_as_a_clean_run(
     tmp_path: Path, kill_after: int
 ) -> None:
     _big_export(tmp_path, 1200)
-    victim = subprocess.Popen([str(CLI), "--config", str(_config(tmp_path, "killed")), "sync"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        [str(CLI), "--config", str(_config(tmp_path, "killed")), "sync"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while _seen(tmp_path / "killed.db") < kill_after and victim.poll() is None:
         assert time.monotonic() < deadline
@@ -190,13 +244,14 @@ def test_a_sync_killed_mid_way_and_run_again_ends_exactly_as_a_clean_run(
     victim.wait()
     assert victim.returncode == -signal.SIGKILL, "the sync finished before it could be killed"
 
-    resumed = run_cli("--config", str(_config(tmp_path, "killed")), "sync", "--json",
-                      cwd=tmp_path)
+    resumed = run_cli("--config", str(_config(tmp_path, "killed")), "sync", "--json", cwd=tmp_path)
     clean = run_cli("--config", str(_config(tmp_path, "clean")), "sync", cwd=tmp_path)
-    assert resumed.code == 0 and clean.code == 0, resumed.stderr + clean.stderr
+    assert resumed.code == 0, resumed.stderr
+    assert clean.code == 0, clean.stderr
 
-    runs = run_cli("--config", str(_config(tmp_path, "killed")), "runs", "--json",
-                   cwd=tmp_path).json()
+    runs = run_cli(
+        "--config", str(_config(tmp_path, "killed")), "runs", "--json", cwd=tmp_path
+    ).json()
     assert runs[-1]["status"] == "abandoned"
     killed_store = create_store(f"sqlite:///{tmp_path / 'killed.db'}")
     clean_store = create_store(f"sqlite:///{tmp_path / 'clean.db'}")

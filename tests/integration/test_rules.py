@@ -5,20 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.support.data import company, contact, later, make_engine
+from tests.support.memory import MemoryConnector
 
 from crmsync.adapters.store import Store
 from crmsync.domain import DEFAULT_PRIMARY_ORDER, TaxStatus
 from crmsync.errors import AliasConflictError, InvalidContactError, RuleViolation
 from crmsync.sdk import CompanyRecord, ContactRecord, utc_now
 from crmsync.service.customers import CustomerService
-from tests.support.data import company, contact, later, make_engine
-from tests.support.memory import MemoryConnector
 
 service = CustomerService(order_for=lambda _name: DEFAULT_PRIMARY_ORDER)
 
 
-def sync(store: Store, companies: list[CompanyRecord], contacts: list[ContactRecord],
-         *, full: bool = True) -> None:
+def sync(
+    store: Store,
+    companies: list[CompanyRecord],
+    contacts: list[ContactRecord],
+    *,
+    full: bool = True,
+) -> None:
     result = make_engine(store).run(
         "crm", MemoryConnector(companies=companies, contacts=contacts), full=full
     )
@@ -79,8 +84,9 @@ def test_a_customer_without_contacts_is_held_and_says_how_to_fix_it(store: Store
 
 
 def test_two_designated_billing_contacts_are_ambiguous(store: Store) -> None:
-    sync(store, [company(1)], [contact(1, "c1", billing=("c1",)),
-                               contact(2, "c1", billing=("c1",))])
+    sync(
+        store, [company(1)], [contact(1, "c1", billing=("c1",)), contact(2, "c1", billing=("c1",))]
+    )
 
     data = customer_of(store, "c1")
     assert codes(data) == ["ambiguous_primary_billing_contact"]
@@ -100,8 +106,11 @@ def test_a_primary_without_email_holds_the_customer(store: Store) -> None:
 
 
 def test_an_incomplete_address_holds_the_customer_and_names_what_is_missing(store: Store) -> None:
-    sync(store, [company(1, city=None, country="US", line1="1 Elm St", postal_code="10001")],
-         [contact(1, "c1")])
+    sync(
+        store,
+        [company(1, city=None, country="US", line1="1 Elm St", postal_code="10001")],
+        [contact(1, "c1")],
+    )
 
     data = customer_of(store, "c1")
     assert codes(data) == ["incomplete_billing_address"]
@@ -111,8 +120,15 @@ def test_an_incomplete_address_holds_the_customer_and_names_what_is_missing(stor
 
 
 def test_country_and_state_names_are_normalised_to_codes(store: Store) -> None:
-    sync(store, [company(1, country="United States", state="California", city="San Jose",
-                         postal_code="95113")], [contact(1, "c1")])
+    sync(
+        store,
+        [
+            company(
+                1, country="United States", state="California", city="San Jose", postal_code="95113"
+            )
+        ],
+        [contact(1, "c1")],
+    )
 
     address = customer_of(store, "c1")["billing_address"]
     assert (address["country"], address["state"]) == ("US", "CA")
@@ -125,9 +141,15 @@ def test_a_hand_picked_primary_survives_a_resync(store: Store) -> None:
     with store.begin() as conn:
         service.set_primary(conn, customer_id, "person2@example.com", now=utc_now())
 
-    sync(store, [company(1, name="Renamed", modified_at=later(5))],
-         [contact(1, "c1", modified_at=later(5)), contact(2, "c1", name="P2", modified_at=later(5)),
-          contact(3, "c1", modified_at=later(5))])
+    sync(
+        store,
+        [company(1, name="Renamed", modified_at=later(5))],
+        [
+            contact(1, "c1", modified_at=later(5)),
+            contact(2, "c1", name="P2", modified_at=later(5)),
+            contact(3, "c1", modified_at=later(5)),
+        ],
+    )
 
     data = show(store, customer_id)
     assert primary_email(data) == "person2@example.com"
@@ -140,8 +162,14 @@ def test_a_designation_older_than_the_hand_pick_does_not_override_it(store: Stor
     with store.begin() as conn:
         service.set_primary(conn, customer_id, "person2@example.com", now=utc_now())
 
-    sync(store, [company(1)], [contact(1, "c1", billing=("c1",), name="Still designated",
-                                       modified_at=later(9)), contact(2, "c1")])
+    sync(
+        store,
+        [company(1)],
+        [
+            contact(1, "c1", billing=("c1",), name="Still designated", modified_at=later(9)),
+            contact(2, "c1"),
+        ],
+    )
 
     assert primary_email(show(store, customer_id)) == "person2@example.com"
 
@@ -152,8 +180,11 @@ def test_the_crm_designating_another_contact_later_overrides_the_hand_pick(store
     with store.begin() as conn:
         service.set_primary(conn, customer_id, "person2@example.com", now=utc_now())
 
-    sync(store, [company(1)], [contact(1, "c1", billing=("c1",), modified_at=later(9)),
-                               contact(2, "c1")])
+    sync(
+        store,
+        [company(1)],
+        [contact(1, "c1", billing=("c1",), modified_at=later(9)), contact(2, "c1")],
+    )
 
     assert primary_email(show(store, customer_id)) == "person1@example.com"
 
@@ -163,8 +194,11 @@ def test_a_contact_archived_in_the_crm_leaves_and_the_primary_is_recomputed(
 ) -> None:
     sync(store, [company(1)], [contact(1, "c1", billing=("c1",)), contact(2, "c1")])
 
-    sync(store, [company(1)], [contact(1, "c1", billing=("c1",), deleted=True,
-                                       modified_at=later(3)), contact(2, "c1")])
+    sync(
+        store,
+        [company(1)],
+        [contact(1, "c1", billing=("c1",), deleted=True, modified_at=later(3)), contact(2, "c1")],
+    )
 
     data = customer_of(store, "c1")
     assert [c["email"] for c in data["contacts"]] == ["person2@example.com"]
@@ -204,9 +238,15 @@ def test_a_contact_arriving_before_its_company_is_attached_when_the_company_come
 def test_a_contact_at_two_companies_is_billing_contact_only_where_designated(
     store: Store,
 ) -> None:
-    sync(store, [company(1), company(2)],
-         [contact(1, "c1", "c2", billing=("c2",)), contact(2, "c1", billing=("c1",)),
-          contact(3, "c2")])
+    sync(
+        store,
+        [company(1), company(2)],
+        [
+            contact(1, "c1", "c2", billing=("c2",)),
+            contact(2, "c1", billing=("c1",)),
+            contact(3, "c2"),
+        ],
+    )
 
     assert primary_email(customer_of(store, "c1")) == "person2@example.com"
     assert primary_email(customer_of(store, "c2")) == "person1@example.com"
@@ -215,8 +255,11 @@ def test_a_contact_at_two_companies_is_billing_contact_only_where_designated(
 def test_the_same_crm_alias_on_two_companies_goes_to_the_first_and_holds_the_second(
     store: Store,
 ) -> None:
-    sync(store, [company(1, aliases=("acct-1",)), company(2, aliases=("acct-1", "acct-2"))],
-         [contact(1, "c1"), contact(2, "c2")])
+    sync(
+        store,
+        [company(1, aliases=("acct-1",)), company(2, aliases=("acct-1", "acct-2"))],
+        [contact(1, "c1"), contact(2, "c2")],
+    )
 
     first, second = customer_of(store, "c1"), customer_of(store, "c2")
     assert "acct-1" in [a["value"] for a in first["aliases"]]
@@ -241,8 +284,9 @@ def test_an_alias_removed_in_the_crm_is_released(store: Store) -> None:
 
     sync(store, [company(1, aliases=("new",), modified_at=later(1))], [])
 
-    assert [a["value"] for a in customer_of(store, "c1")["aliases"] if a["source"] == "crm"] \
-        == ["new"]
+    assert [a["value"] for a in customer_of(store, "c1")["aliases"] if a["source"] == "crm"] == [
+        "new"
+    ]
 
 
 def test_the_customer_id_always_resolves_as_an_alias(store: Store) -> None:
@@ -259,8 +303,7 @@ def test_a_tax_status_set_by_hand_survives_syncs(store: Store) -> None:
     with store.begin() as conn:
         service.set_tax_status(conn, customer_id, TaxStatus.REVERSE_CHARGED, now=utc_now())
 
-    sync(store, [company(1, tax_status=TaxStatus.TAX_EXEMPT, name="X", modified_at=later(4))],
-         [])
+    sync(store, [company(1, tax_status=TaxStatus.TAX_EXEMPT, name="X", modified_at=later(4))], [])
 
     data = show(store, customer_id)
     assert (data["tax_status"], data["tax_status_source"]) == ("REVERSE_CHARGED", "manual")
@@ -272,11 +315,20 @@ def test_a_contact_added_by_hand_survives_syncs_and_becomes_primary_when_there_i
     sync(store, [company(1)], [contact(1, "c1"), contact(2, "c1")])
     customer_id = customer_of(store, "c1")["id"]
     with store.begin() as conn:
-        service.add_contact(conn, customer_id, name="Ann Billing", email="ann@example.org",
-                            primary=False, now=utc_now())
+        service.add_contact(
+            conn,
+            customer_id,
+            name="Ann Billing",
+            email="ann@example.org",
+            primary=False,
+            now=utc_now(),
+        )
 
-    sync(store, [company(1)], [contact(1, "c1", modified_at=later(1)),
-                               contact(2, "c1", modified_at=later(1))])
+    sync(
+        store,
+        [company(1)],
+        [contact(1, "c1", modified_at=later(1)), contact(2, "c1", modified_at=later(1))],
+    )
 
     data = show(store, customer_id)
     assert primary_email(data) == "ann@example.org"
@@ -287,8 +339,7 @@ def test_adding_a_contact_with_an_invalid_email_is_refused(store: Store) -> None
     sync(store, [company(1)], [])
     customer_id = customer_of(store, "c1")["id"]
     with store.begin() as conn, pytest.raises(InvalidContactError):
-        service.add_contact(conn, customer_id, name="X", email="x@",
-                            primary=True, now=utc_now())
+        service.add_contact(conn, customer_id, name="X", email="x@", primary=True, now=utc_now())
 
 
 def test_marking_another_contact_primary_demotes_the_previous_one(store: Store) -> None:
@@ -296,8 +347,9 @@ def test_marking_another_contact_primary_demotes_the_previous_one(store: Store) 
     customer_id = customer_of(store, "c1")["id"]
 
     with store.begin() as conn:
-        data = service.add_contact(conn, customer_id, name="B", email="b@example.org",
-                                   primary=True, now=utc_now())
+        data = service.add_contact(
+            conn, customer_id, name="B", email="b@example.org", primary=True, now=utc_now()
+        )
 
     prefs = {c["email"]: c["billing_preference"] for c in data["contacts"]}
     assert prefs == {"person1@example.com": "STANDARD", "b@example.org": "PRIMARY"}
@@ -343,20 +395,45 @@ def test_archiving_archives_schedules_voids_drafts_and_keeps_final_and_sent_invo
     customer_id = customer_of(store, "c1")["id"]
     now = utc_now()
     with store.begin() as conn:
-        conn.execute(sa.insert(billing_schedules), [
-            {"id": f"bs{i}", "customer_id": customer_id, "status": "ACTIVE",
-             "archived_at": None, "created_at": now, "updated_at": now} for i in range(2)])
-        conn.execute(sa.insert(invoices), [
-            {"id": f"inv-{s}", "customer_id": customer_id, "status": s, "created_at": now,
-             "updated_at": now} for s in ("DRAFT", "FINAL", "SENT", "IN_PROGRESS")])
+        conn.execute(
+            sa.insert(billing_schedules),
+            [
+                {
+                    "id": f"bs{i}",
+                    "customer_id": customer_id,
+                    "status": "ACTIVE",
+                    "archived_at": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(2)
+            ],
+        )
+        conn.execute(
+            sa.insert(invoices),
+            [
+                {
+                    "id": f"inv-{s}",
+                    "customer_id": customer_id,
+                    "status": s,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for s in ("DRAFT", "FINAL", "SENT", "IN_PROGRESS")
+            ],
+        )
         result = service.archive(conn, customer_id, now=now)
 
     assert (result.schedules_archived, result.invoices_voided, result.invoices_kept) == (2, 1, 2)
     with store.begin() as conn:
         statuses = dict(conn.execute(sa.select(invoices.c.id, invoices.c.status)).all())
         archived = conn.execute(sa.select(billing_schedules.c.archived_at)).scalars().all()
-    assert statuses == {"inv-DRAFT": "VOIDED", "inv-FINAL": "FINAL", "inv-SENT": "SENT",
-                        "inv-IN_PROGRESS": "IN_PROGRESS"}
+    assert statuses == {
+        "inv-DRAFT": "VOIDED",
+        "inv-FINAL": "FINAL",
+        "inv-SENT": "SENT",
+        "inv-IN_PROGRESS": "IN_PROGRESS",
+    }
     assert all(a is not None for a in archived)
     assert codes(show(store, customer_id)) == ["archived"]
     with store.begin() as conn:
@@ -366,8 +443,11 @@ def test_archiving_archives_schedules_voids_drafts_and_keeps_final_and_sent_invo
 def test_a_company_merge_folds_the_loser_into_the_survivor_with_its_hand_made_choices(
     store: Store,
 ) -> None:
-    sync(store, [company(1, aliases=("acct-1",)), company(2, aliases=("acct-2",))],
-         [contact(1, "c1"), contact(2, "c1"), contact(3, "c2")])
+    sync(
+        store,
+        [company(1, aliases=("acct-1",)), company(2, aliases=("acct-2",))],
+        [contact(1, "c1"), contact(2, "c1"), contact(3, "c2")],
+    )
     loser = customer_of(store, "c1")["id"]
     with store.begin() as conn:
         service.set_primary(conn, loser, "person2@example.com", now=utc_now())
@@ -375,10 +455,18 @@ def test_a_company_merge_folds_the_loser_into_the_survivor_with_its_hand_made_ch
         service.set_tax_status(conn, loser, TaxStatus.TAX_EXEMPT, now=utc_now())
 
     # the CRM merges c1 into c2: c1 is archived, c2 lists it in merged ids and gets its contacts
-    sync(store, [company(1, deleted=True, modified_at=later(5)),
-                 company(2, aliases=("acct-2",), merged_ids=("c1",), modified_at=later(5))],
-         [contact(1, "c2", modified_at=later(5)), contact(2, "c2", modified_at=later(5)),
-          contact(3, "c2", modified_at=later(5))])
+    sync(
+        store,
+        [
+            company(1, deleted=True, modified_at=later(5)),
+            company(2, aliases=("acct-2",), merged_ids=("c1",), modified_at=later(5)),
+        ],
+        [
+            contact(1, "c2", modified_at=later(5)),
+            contact(2, "c2", modified_at=later(5)),
+            contact(3, "c2", modified_at=later(5)),
+        ],
+    )
 
     with store.begin() as conn:
         customers_now = list(service.iter_customers(conn))
@@ -389,7 +477,10 @@ def test_a_company_merge_folds_the_loser_into_the_survivor_with_its_hand_made_ch
     assert primary_email(survivor) == "person2@example.com"
     assert survivor["tax_status"] == "TAX_EXEMPT"
     assert sorted(c["email"] for c in survivor["contacts"]) == [
-        "person1@example.com", "person2@example.com", "person3@example.com"]
+        "person1@example.com",
+        "person2@example.com",
+        "person3@example.com",
+    ]
     assert survivor["ready"] is True
     assert {r["external_id"] for r in survivor["external_refs"]} == {"c1", "c2"}
 
@@ -400,8 +491,14 @@ def test_a_contact_merge_moves_the_hand_pick_to_the_survivor(store: Store) -> No
     with store.begin() as conn:
         service.set_primary(conn, customer_id, "person1@example.com", now=utc_now())
 
-    sync(store, [], [contact(2, "c1", merged_ids=("p1",), modified_at=later(3)),
-                     contact(1, "c1", deleted=True, modified_at=later(3))])
+    sync(
+        store,
+        [],
+        [
+            contact(2, "c1", merged_ids=("p1",), modified_at=later(3)),
+            contact(1, "c1", deleted=True, modified_at=later(3)),
+        ],
+    )
 
     data = show(store, customer_id)
     assert [c["email"] for c in data["contacts"]] == ["person2@example.com"]

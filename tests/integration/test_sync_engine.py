@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import pytest
-
-from crmsync.adapters.store import Store
-from crmsync.sdk import BadRecord, ObjectType
 from tests.support.data import company, contact, later, make_engine
 from tests.support.memory import Boom, MemoryConnector
 from tests.support.snapshot import max_updated_at, row_counts, snapshot
 
+from crmsync.adapters.store import Store
+from crmsync.sdk import BadRecord, ObjectType
+
 
 def sample() -> MemoryConnector:
     companies = [company(i, modified_at=later(i)) for i in range(25)]
-    contacts = [contact(i, f"c{i % 25}", billing=(f"c{i % 25}",) if i % 5 == 0 else (),
-                        modified_at=later(i)) for i in range(60)]
-    bad = {ObjectType.CONTACT: [BadRecord(object_type=ObjectType.CONTACT, external_id="pX",
-                                          raw="{}", reason="modified_at: not a date")]}
+    contacts = [
+        contact(
+            i, f"c{i % 25}", billing=(f"c{i % 25}",) if i % 5 == 0 else (), modified_at=later(i)
+        )
+        for i in range(60)
+    ]
+    bad = {
+        ObjectType.CONTACT: [
+            BadRecord(
+                object_type=ObjectType.CONTACT,
+                external_id="pX",
+                raw="{}",
+                reason="modified_at: not a date",
+            )
+        ]
+    }
     return MemoryConnector(companies=companies, contacts=contacts, bad=bad, page_size=7)
 
 
@@ -104,10 +116,14 @@ def test_an_incremental_run_reads_only_records_modified_since_the_cursor(store: 
 
 
 def test_a_record_older_than_the_stored_one_never_overwrites_it(store: Store) -> None:
-    make_engine(store).run("crm", MemoryConnector(companies=[company(1, modified_at=later(10),
-                                                                     name="Fresh")]))
-    make_engine(store).run("crm", MemoryConnector(companies=[company(1, modified_at=later(1),
-                                                                     name="Stale")]), full=True)
+    make_engine(store).run(
+        "crm", MemoryConnector(companies=[company(1, modified_at=later(10), name="Fresh")])
+    )
+    make_engine(store).run(
+        "crm",
+        MemoryConnector(companies=[company(1, modified_at=later(1), name="Stale")]),
+        full=True,
+    )
 
     assert snapshot(store)["crm/c1"]["name"] == "Fresh"
 
@@ -132,11 +148,13 @@ def test_a_quarantined_record_that_arrives_valid_leaves_the_quarantine(store: St
 
 def test_a_second_worker_cannot_sync_a_connector_that_is_being_synced(store: Store) -> None:
     from crmsync.adapters import runs
-    from crmsync.service.sync import ConnectorBusy
     from crmsync.sdk import utc_now
+    from crmsync.service.sync import ConnectorBusy
 
     with store.begin() as conn:
-        runs.acquire_lease(conn, "crm", "other-host:42", utc_now(), __import__("datetime").timedelta(minutes=5))
+        runs.acquire_lease(
+            conn, "crm", "other-host:42", utc_now(), __import__("datetime").timedelta(minutes=5)
+        )
 
     with pytest.raises(ConnectorBusy, match="other-host:42"):
         make_engine(store).run("crm", sample())
@@ -162,7 +180,8 @@ def test_a_connector_error_fails_the_run_and_records_why(store: Store) -> None:
 
     assert result.status == "failed"
     assert isinstance(Boom("x"), RuntimeError)
-    assert result.error is not None and "Boom" in result.error
+    assert result.error is not None
+    assert "Boom" in result.error
 
 
 def test_a_lease_left_by_a_dead_process_on_this_machine_is_taken_over(store: Store) -> None:
@@ -184,5 +203,6 @@ def test_a_lease_left_by_a_dead_process_on_this_machine_is_taken_over(store: Sto
         import sqlalchemy as sa
 
         from crmsync.adapters.tables import sync_runs
+
         statuses = dict(conn.execute(sa.select(sync_runs.c.worker, sync_runs.c.status)).all())
     assert statuses[dead] == "abandoned"

@@ -28,8 +28,9 @@ def company(n: int | str, **overrides: object) -> CompanyRecord:
     return CompanyRecord.model_validate(values)
 
 
-def contact(n: int | str, *companies: str, billing: tuple[str, ...] = (),
-            **overrides: object) -> ContactRecord:
+def contact(
+    n: int | str, *companies: str, billing: tuple[str, ...] = (), **overrides: object
+) -> ContactRecord:
     values: dict[str, object] = {
         "external_id": f"p{n}",
         "name": f"Person {n}",

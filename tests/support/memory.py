@@ -44,8 +44,9 @@ class MemoryConnector:
         cursor = request.cursor or Cursor()
         since = None if (request.full and not cursor.in_pass) else cursor.since
         start = int(cursor.position or 0)
-        selected = [r for r in records if since is None or r.modified_at is None
-                    or r.modified_at >= since]
+        selected = [
+            r for r in records if since is None or r.modified_at is None or r.modified_at >= since
+        ]
         bad = self.bad.get(request.stream, []) if start == 0 else []
         newest: datetime | None = cursor.since
         for r in selected[:start]:
@@ -63,8 +64,11 @@ class MemoryConnector:
                     newest = r.modified_at
             end = offset + len(chunk)
             done = end >= len(selected)
-            cursor = Cursor(since=newest if done else cursor.since,
-                            position=None if done else str(end), full=request.full and not done)
+            cursor = Cursor(
+                since=newest if done else cursor.since,
+                position=None if done else str(end),
+                full=request.full and not done,
+            )
             self.pages_served += 1
             yield Page(request.stream, cursor, chunk, bad if offset == start else ())
 

@@ -13,8 +13,10 @@ from crmsync.adapters.tables import aliases, contacts, customers, external_refs,
 def snapshot(store: Store) -> dict[str, Any]:
     """Customers keyed by their CRM record, with contacts, aliases and readiness."""
     with store.begin() as conn:
-        refs = {r.customer_id: f"{r.connector}/{r.external_id}"
-                for r in conn.execute(sa.select(external_refs))}
+        refs = {
+            r.customer_id: f"{r.connector}/{r.external_id}"
+            for r in conn.execute(sa.select(external_refs))
+        }
         result: dict[str, Any] = {}
         for c in conn.execute(sa.select(customers)):
             key = refs.get(c.id, c.company_name)
@@ -27,14 +29,24 @@ def snapshot(store: Store) -> dict[str, Any]:
                 "conflicts": sorted(c.alias_conflicts),
                 "archived": c.archived_at is not None,
                 "contacts": sorted(
-                    (k.external_id or k.email, k.name, k.email, k.email_valid,
-                     k.billing_preference, k.crm_designated, k.removed_at is not None)
+                    (
+                        k.external_id or k.email,
+                        k.name,
+                        k.email,
+                        k.email_valid,
+                        k.billing_preference,
+                        k.crm_designated,
+                        k.removed_at is not None,
+                    )
                     for k in conn.execute(sa.select(contacts).where(contacts.c.customer_id == c.id))
                 ),
                 "aliases": sorted(
-                    a.value for a in conn.execute(
-                        sa.select(aliases).where(aliases.c.customer_id == c.id,
-                                                 aliases.c.source != "id"))
+                    a.value
+                    for a in conn.execute(
+                        sa.select(aliases).where(
+                            aliases.c.customer_id == c.id, aliases.c.source != "id"
+                        )
+                    )
                 ),
             }
         result["__quarantine__"] = sorted(

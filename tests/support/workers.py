@@ -16,9 +16,15 @@ from tests.support.memory import MemoryConnector
 def shared_records(n_companies: int) -> MemoryConnector:
     return MemoryConnector(
         companies=[company(i, aliases=(f"acct-{i}", f"team-{i % 7}")) for i in range(n_companies)],
-        contacts=[contact(i, f"c{i % n_companies}", f"c{(i + 1) % n_companies}",
-                          billing=(f"c{i % n_companies}",) if i % 3 == 0 else ())
-                  for i in range(n_companies * 3)],
+        contacts=[
+            contact(
+                i,
+                f"c{i % n_companies}",
+                f"c{(i + 1) % n_companies}",
+                billing=(f"c{i % n_companies}",) if i % 3 == 0 else (),
+            )
+            for i in range(n_companies * 3)
+        ],
     )
 
 
@@ -29,10 +35,12 @@ def upsert_all(url: str, n_companies: int, reverse: bool, barrier: Any) -> dict[
     source = shared_records(n_companies)
     barrier.wait(timeout=60)
     totals = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
-    for kind, records in ((ObjectType.COMPANY, source.companies),
-                          (ObjectType.CONTACT, source.contacts)):
+    for kind, records in (
+        (ObjectType.COMPANY, source.companies),
+        (ObjectType.CONTACT, source.contacts),
+    ):
         ids = [r.external_id for r in records]
-        chunks = [ids[i:i + 25] for i in range(0, len(ids), 25)]
+        chunks = [ids[i : i + 25] for i in range(0, len(ids), 25)]
         for chunk in reversed(chunks) if reverse else chunks:
             result = engine.resync("crm", source, kind, chunk)
             totals["failed"] += result.status != "succeeded"

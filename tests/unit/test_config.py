@@ -33,11 +33,15 @@ def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Any:
 
 
 def test_a_valid_file_loads_with_connector_sections_typed(tmp_path: Path) -> None:
-    settings = load(tmp_path, "connectors:\n  crm:\n    type: demo\n    token: ${CRM_TOKEN}\n",
-                    {"CRM_TOKEN": "s3cret-value"})
+    settings = load(
+        tmp_path,
+        "connectors:\n  crm:\n    type: demo\n    token: ${CRM_TOKEN}\n",
+        {"CRM_TOKEN": "s3cret-value"},
+    )
     config = settings.connectors["crm"]
     assert isinstance(config, DemoConfig)
-    assert config.token is not None and config.token.get_secret_value() == "s3cret-value"
+    assert config.token is not None
+    assert config.token.get_secret_value() == "s3cret-value"
     assert "s3cret-value" not in repr(settings)
 
 
@@ -53,10 +57,16 @@ def test_no_file_means_the_built_in_defaults() -> None:
         ("database_urll: x\n", "database_urll", "unknown key"),
         ("connectors:\n  crm:\n    type: nope\n", "connectors.crm.type", "unknown connector type"),
         ("connectors:\n  crm:\n    base_url: x\n", "connectors.crm.type", "needs a `type`"),
-        ("connectors:\n  crm:\n    type: demo\n    page_size: 0\n", "connectors.crm.page_size",
-         "greater than or equal to 1"),
-        ("connectors:\n  crm:\n    type: demo\n    colour: red\n", "connectors.crm.colour",
-         "unknown key"),
+        (
+            "connectors:\n  crm:\n    type: demo\n    page_size: 0\n",
+            "connectors.crm.page_size",
+            "greater than or equal to 1",
+        ),
+        (
+            "connectors:\n  crm:\n    type: demo\n    colour: red\n",
+            "connectors.crm.colour",
+            "unknown key",
+        ),
         ("defaults:\n  tax_status: SOMETIMES\n", "defaults.tax_status", "TAXED"),
         ("connectors:\n  Bad Name:\n    type: demo\n", "connectors.Bad Name", "lower-case"),
     ],
@@ -79,8 +89,11 @@ def test_a_secret_written_literally_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_missing_environment_variable_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"connectors\.crm\.token: environment variable "
-                                          r"CRM_TOKEN is not set"):
+    with pytest.raises(
+        ConfigError,
+        match=r"connectors\.crm\.token: environment variable "
+        r"CRM_TOKEN is not set",
+    ):
         load(tmp_path, "connectors:\n  crm:\n    type: demo\n    token: ${CRM_TOKEN}\n")
 
 
@@ -96,8 +109,11 @@ def test_a_database_password_written_literally_is_refused(tmp_path: Path) -> Non
 
 def test_a_config_error_never_echoes_a_secret(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load(tmp_path, "connectors:\n  crm:\n    type: demo\n    token: ${T}\n    x: 1\n",
-             {"T": "tok-very-secret"})
+        load(
+            tmp_path,
+            "connectors:\n  crm:\n    type: demo\n    token: ${T}\n    x: 1\n",
+            {"T": "tok-very-secret"},
+        )
     assert "tok-very-secret" not in str(caught.value)
 
 

@@ -94,7 +94,9 @@ def refresh_customers(
         # Lock the customers (in id order) before reading their contacts: two writers
         # refreshing one customer take turns, and the second sees the first's result.
         cust_rows = conn.execute(
-            sa.select(customers).where(customers.c.id.in_(batch)).order_by(customers.c.id)
+            sa.select(customers)
+            .where(customers.c.id.in_(batch))
+            .order_by(customers.c.id)
             .with_for_update()
         ).all()
         contact_rows = conn.execute(
@@ -103,8 +105,9 @@ def refresh_customers(
             .order_by(contacts.c.customer_id, contacts.c.created_at, contacts.c.id)
         ).all()
         ref_rows = conn.execute(
-            sa.select(external_refs.c.customer_id, external_refs.c.connector,
-                      external_refs.c.deleted_at)
+            sa.select(
+                external_refs.c.customer_id, external_refs.c.connector, external_refs.c.deleted_at
+            )
             .where(external_refs.c.customer_id.in_(batch), external_refs.c.merged_into.is_(None))
             .order_by(external_refs.c.created_at)
         ).all()
@@ -133,11 +136,13 @@ def refresh_customers(
             for r in rows:
                 is_primary = r.billing_preference == BillingPreference.PRIMARY
                 if is_primary and r.id != choice.contact_id:
-                    demote.append({"b_id": r.id, "b_pref": BillingPreference.STANDARD.value,
-                                   "b_now": now})
+                    demote.append(
+                        {"b_id": r.id, "b_pref": BillingPreference.STANDARD.value, "b_now": now}
+                    )
                 elif not is_primary and r.id == choice.contact_id:
-                    promote.append({"b_id": r.id, "b_pref": BillingPreference.PRIMARY.value,
-                                    "b_now": now})
+                    promote.append(
+                        {"b_id": r.id, "b_pref": BillingPreference.PRIMARY.value, "b_now": now}
+                    )
             primary = next((v for v in views if v.id == choice.contact_id), None)
             reasons = assess(
                 customer_view(cust, len(views), deleted_in.get(cust.id, ())), choice, primary

@@ -56,7 +56,9 @@ def save_cursor(
     conn: Connection, connector: str, stream: ObjectType, cursor: Cursor, now: datetime
 ) -> None:
     stmt = insert_for(conn, sync_state).values(
-        connector=connector, stream=stream.value, cursor=cursor.model_dump(mode="json"),
+        connector=connector,
+        stream=stream.value,
+        cursor=cursor.model_dump(mode="json"),
         updated_at=now,
     )
     conn.execute(
@@ -71,8 +73,14 @@ def start_run(conn: Connection, connector: str, mode: str, worker: str, now: dat
     result = conn.execute(
         sa.insert(sync_runs).returning(sync_runs.c.id),
         {
-            "connector": connector, "mode": mode, "status": "running", "started_at": now,
-            "heartbeat_at": now, "finished_at": None, "error": None, "worker": worker,
+            "connector": connector,
+            "mode": mode,
+            "status": "running",
+            "started_at": now,
+            "heartbeat_at": now,
+            "finished_at": None,
+            "error": None,
+            "worker": worker,
             **RunCounts().as_dict(),
         },
     )
@@ -81,19 +89,24 @@ def start_run(conn: Connection, connector: str, mode: str, worker: str, now: dat
 
 def update_run(conn: Connection, run_id: int, counts: RunCounts, now: datetime) -> None:
     conn.execute(
-        sa.update(sync_runs).where(sync_runs.c.id == run_id)
+        sa.update(sync_runs)
+        .where(sync_runs.c.id == run_id)
         .values(heartbeat_at=now, **counts.as_dict())
     )
 
 
 def finish_run(
-    conn: Connection, run_id: int, status: str, counts: RunCounts, now: datetime,
+    conn: Connection,
+    run_id: int,
+    status: str,
+    counts: RunCounts,
+    now: datetime,
     error: str | None = None,
 ) -> None:
     conn.execute(
-        sa.update(sync_runs).where(sync_runs.c.id == run_id).values(
-            status=status, finished_at=now, heartbeat_at=now, error=error, **counts.as_dict()
-        )
+        sa.update(sync_runs)
+        .where(sync_runs.c.id == run_id)
+        .values(status=status, finished_at=now, heartbeat_at=now, error=error, **counts.as_dict())
     )
 
 
@@ -101,10 +114,16 @@ def mark_abandoned(conn: Connection, connector: str, stale_before: datetime, now
     """Close runs whose process died (no heartbeat since ``stale_before``)."""
     result = conn.execute(
         sa.update(sync_runs)
-        .where(sync_runs.c.connector == connector, sync_runs.c.status == "running",
-               sync_runs.c.heartbeat_at < stale_before)
-        .values(status="abandoned", finished_at=now,
-                error="the process running this sync stopped without finishing it")
+        .where(
+            sync_runs.c.connector == connector,
+            sync_runs.c.status == "running",
+            sync_runs.c.heartbeat_at < stale_before,
+        )
+        .values(
+            status="abandoned",
+            finished_at=now,
+            error="the process running this sync stopped without finishing it",
+        )
     )
     return result.rowcount
 
@@ -113,10 +132,16 @@ def abandon_worker(conn: Connection, connector: str, worker: str, now: datetime)
     """Close the running runs of a worker known to be dead."""
     result = conn.execute(
         sa.update(sync_runs)
-        .where(sync_runs.c.connector == connector, sync_runs.c.status == "running",
-               sync_runs.c.worker == worker)
-        .values(status="abandoned", finished_at=now,
-                error="the process running this sync stopped without finishing it")
+        .where(
+            sync_runs.c.connector == connector,
+            sync_runs.c.status == "running",
+            sync_runs.c.worker == worker,
+        )
+        .values(
+            status="abandoned",
+            finished_at=now,
+            error="the process running this sync stopped without finishing it",
+        )
     )
     return result.rowcount
 
@@ -128,7 +153,10 @@ def _record_key(bad: BadRecord) -> str:
 
 
 def quarantine_records(
-    conn: Connection, connector: str, bad: Sequence[BadRecord], run_id: int | None,
+    conn: Connection,
+    connector: str,
+    bad: Sequence[BadRecord],
+    run_id: int | None,
     now: datetime,
 ) -> None:
     """Keep bad records with their reasons; seeing one again bumps its count."""
@@ -149,9 +177,18 @@ def quarantine_records(
     conn.execute(
         stmt,
         [
-            {"connector": connector, "object_type": kind, "record_key": key,
-             "external_id": b.external_id, "raw": b.raw, "reason": b.reason, "run_id": run_id,
-             "occurrences": 1, "first_seen_at": now, "last_seen_at": now}
+            {
+                "connector": connector,
+                "object_type": kind,
+                "record_key": key,
+                "external_id": b.external_id,
+                "raw": b.raw,
+                "reason": b.reason,
+                "run_id": run_id,
+                "occurrences": 1,
+                "first_seen_at": now,
+                "last_seen_at": now,
+            }
             for (kind, key), b in sorted(latest.items())
         ],
     )
@@ -172,8 +209,13 @@ def resolve_quarantine(
 
 
 def acquire_lease(
-    conn: Connection, connector: str, owner: str, now: datetime, ttl: timedelta,
-    *, take_from: str | None = None,
+    conn: Connection,
+    connector: str,
+    owner: str,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    take_from: str | None = None,
 ) -> str | None:
     """Take or renew the connector's lease; returns the current holder if someone else has it.
 

@@ -111,9 +111,7 @@ external_refs = sa.Table(
         ID,
         # Deferred so that a writer can claim the CRM record before creating the
         # customer (the claim is what concurrent writers race on).
-        sa.ForeignKey(
-            "customers.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"
-        ),
+        sa.ForeignKey("customers.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"),
         nullable=False,
         index=True,
     ),

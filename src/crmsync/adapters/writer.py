@@ -178,10 +178,16 @@ class Writer:
             row.external_id: row
             for row in select_in(
                 self.conn,
-                [external_refs.c.external_id, external_refs.c.customer_id,
-                 external_refs.c.content_hash, external_refs.c.source_modified_at,
-                 external_refs.c.deleted_at, external_refs.c.merged_into,
-                 customers.c.tax_status_source, customers.c.tax_status],
+                [
+                    external_refs.c.external_id,
+                    external_refs.c.customer_id,
+                    external_refs.c.content_hash,
+                    external_refs.c.source_modified_at,
+                    external_refs.c.deleted_at,
+                    external_refs.c.merged_into,
+                    customers.c.tax_status_source,
+                    customers.c.tax_status,
+                ],
                 external_refs.c.external_id,
                 (r.external_id for r in recs),
                 external_refs.c.connector == self.connector,
@@ -229,8 +235,11 @@ class Writer:
             row.external_id: row
             for row in select_in(
                 self.conn,
-                [external_refs.c.external_id, external_refs.c.customer_id,
-                 external_refs.c.merged_into],
+                [
+                    external_refs.c.external_id,
+                    external_refs.c.customer_id,
+                    external_refs.c.merged_into,
+                ],
                 external_refs.c.external_id,
                 [*pairs, *pairs.values()],
                 external_refs.c.connector == self.connector,
@@ -246,16 +255,23 @@ class Writer:
                 counts.touched.discard(loser.customer_id)
             self.conn.execute(
                 sa.update(external_refs)
-                .where(external_refs.c.connector == self.connector,
-                       external_refs.c.object_type == ObjectType.COMPANY.value,
-                       external_refs.c.external_id == merged)
-                .values(merged_into=survivor, customer_id=winner.customer_id,
-                        deleted_at=None, updated_at=self.now)
+                .where(
+                    external_refs.c.connector == self.connector,
+                    external_refs.c.object_type == ObjectType.COMPANY.value,
+                    external_refs.c.external_id == merged,
+                )
+                .values(
+                    merged_into=survivor,
+                    customer_id=winner.customer_id,
+                    deleted_at=None,
+                    updated_at=self.now,
+                )
             )
             counts.touched.add(winner.customer_id)
 
-    def _company_values(self, r: CompanyRecord, tax_source: str | None,
-                        tax_status: str | None) -> dict[str, Any]:
+    def _company_values(
+        self, r: CompanyRecord, tax_source: str | None, tax_status: str | None
+    ) -> dict[str, Any]:
         address = normalize_address(
             AddressInput(r.line1, r.line2, r.city, r.state, r.postal_code, r.country)
         )
@@ -327,9 +343,14 @@ class Writer:
             self.conn.execute(
                 sa.insert(aliases),
                 [
-                    {"value": ids[r.external_id], "folded": ids[r.external_id].casefold(),
-                     "customer_id": ids[r.external_id], "source": "id", "connector": None,
-                     "created_at": now}
+                    {
+                        "value": ids[r.external_id],
+                        "folded": ids[r.external_id].casefold(),
+                        "customer_id": ids[r.external_id],
+                        "source": "id",
+                        "connector": None,
+                        "created_at": now,
+                    }
                     for r in won
                 ],
             )
@@ -346,9 +367,16 @@ class Writer:
         self.conn.execute(
             _UPDATE_CUSTOMER,
             [
-                {"b_id": row.customer_id, "b_now": now,
-                 **{f"b_{k}": v for k, v in
-                    self._company_values(r, row.tax_status_source, row.tax_status).items()}}
+                {
+                    "b_id": row.customer_id,
+                    "b_now": now,
+                    **{
+                        f"b_{k}": v
+                        for k, v in self._company_values(
+                            r, row.tax_status_source, row.tax_status
+                        ).items()
+                    },
+                }
                 for r, row in pairs
             ],
         )
@@ -387,9 +415,7 @@ class Writer:
             found[row.customer_id].add(row.value)
         return found
 
-    def _sync_aliases(
-        self, wanted: dict[str, Sequence[str]], current: dict[str, set[str]]
-    ) -> None:
+    def _sync_aliases(self, wanted: dict[str, Sequence[str]], current: dict[str, set[str]]) -> None:
         """Make each customer's CRM aliases (from this connector) what the CRM says."""
         now = self.now
         desired = {cid: _clean_aliases(values) for cid, values in wanted.items()}
@@ -417,8 +443,10 @@ class Writer:
         taken = {
             row.folded: row
             for row in select_in(
-                self.conn, [aliases.c.folded, aliases.c.value, aliases.c.customer_id],
-                aliases.c.folded, candidates.keys(),
+                self.conn,
+                [aliases.c.folded, aliases.c.value, aliases.c.customer_id],
+                aliases.c.folded,
+                candidates.keys(),
             )
         }
         for cid in desired:
@@ -434,14 +462,19 @@ class Writer:
                     conflicts[cid].append(value)  # another record in this page wants it
                 else:
                     wanted_rows.append(
-                        {"value": value, "folded": folded, "customer_id": cid, "source": "crm",
-                         "connector": self.connector, "created_at": now}
+                        {
+                            "value": value,
+                            "folded": folded,
+                            "customer_id": cid,
+                            "source": "crm",
+                            "connector": self.connector,
+                            "created_at": now,
+                        }
                     )
         if wanted_rows:
             stmt = insert_for(self.conn, aliases).on_conflict_do_nothing()
             inserted = {
-                row.value
-                for row in self.conn.execute(stmt.returning(aliases.c.value), wanted_rows)
+                row.value for row in self.conn.execute(stmt.returning(aliases.c.value), wanted_rows)
             }
             for row in wanted_rows:
                 if row["value"] not in inserted:  # a concurrent writer took it
@@ -451,8 +484,12 @@ class Writer:
     def _store_conflicts(self, conflicts: dict[str, list[str]]) -> None:
         if not conflicts:
             return
-        rows = select_in(self.conn, [customers.c.id, customers.c.alias_conflicts],
-                         customers.c.id, conflicts.keys())
+        rows = select_in(
+            self.conn,
+            [customers.c.id, customers.c.alias_conflicts],
+            customers.c.id,
+            conflicts.keys(),
+        )
         changes = [
             {"b_id": row.id, "b_conflicts": sorted(conflicts[row.id]), "b_now": self.now}
             for row in rows
@@ -484,10 +521,17 @@ class Writer:
         members: dict[str, dict[str, Any]] = defaultdict(dict)
         for row in select_in(
             self.conn,
-            [contacts.c.id, contacts.c.customer_id, contacts.c.external_id,
-             contacts.c.content_hash, contacts.c.crm_designated, contacts.c.designated_at,
-             contacts.c.removed_at, contacts.c.source_modified_at,
-             contacts.c.billing_preference],
+            [
+                contacts.c.id,
+                contacts.c.customer_id,
+                contacts.c.external_id,
+                contacts.c.content_hash,
+                contacts.c.crm_designated,
+                contacts.c.designated_at,
+                contacts.c.removed_at,
+                contacts.c.source_modified_at,
+                contacts.c.billing_preference,
+            ],
             contacts.c.external_id,
             (r.external_id for r in recs),
             contacts.c.connector == self.connector,
@@ -523,8 +567,11 @@ class Writer:
                     else:
                         desired[cid] = desired.get(cid, False) or link.billing_contact
             newest = max(
-                (row.source_modified_at for row in have.values()
-                 if row.source_modified_at is not None),
+                (
+                    row.source_modified_at
+                    for row in have.values()
+                    if row.source_modified_at is not None
+                ),
                 default=None,
             )
             if r.modified_at is not None and newest is not None and r.modified_at < newest:
@@ -539,40 +586,62 @@ class Writer:
                 continue
             email = check_email(r.email)
             for cid, designated in desired.items():
-                row = have.get(cid)
-                if row is None:
-                    inserts.append(self._new_contact(r, cid, designated, digest, email.value,
-                                                     email.valid))
+                member = have.get(cid)
+                if member is None:
+                    inserts.append(
+                        self._new_contact(r, cid, designated, digest, email.value, email.valid)
+                    )
                     continue
-                keep_since = row.crm_designated and row.removed_at is None
-                updates.append({
-                    "b_id": row.id, "b_name": r.name or None, "b_email": email.value,
-                    "b_email_valid": email.valid, "b_designated": designated,
-                    "b_designated_at": (row.designated_at if keep_since else self.now)
-                    if designated else None,
-                    "b_hash": digest, "b_modified": r.modified_at, "b_removed_at": None,
-                    "b_pref": row.billing_preference if row.removed_at is None
-                    else BillingPreference.STANDARD.value,
-                    "b_now": self.now,
-                })
+                keep_since = member.crm_designated and member.removed_at is None
+                updates.append(
+                    {
+                        "b_id": member.id,
+                        "b_name": r.name or None,
+                        "b_email": email.value,
+                        "b_email_valid": email.valid,
+                        "b_designated": designated,
+                        "b_designated_at": (member.designated_at if keep_since else self.now)
+                        if designated
+                        else None,
+                        "b_hash": digest,
+                        "b_modified": r.modified_at,
+                        "b_removed_at": None,
+                        "b_pref": member.billing_preference
+                        if member.removed_at is None
+                        else BillingPreference.STANDARD.value,
+                        "b_now": self.now,
+                    }
+                )
             for cid, row in active.items():
                 if cid not in desired:
-                    updates.append({
-                        "b_id": row.id, "b_name": r.name or None, "b_email": email.value,
-                        "b_email_valid": email.valid, "b_designated": False,
-                        "b_designated_at": None, "b_hash": digest, "b_modified": r.modified_at,
-                        "b_removed_at": self.now, "b_pref": BillingPreference.NONE.value,
-                        "b_now": self.now,
-                    })
+                    updates.append(
+                        {
+                            "b_id": row.id,
+                            "b_name": r.name or None,
+                            "b_email": email.value,
+                            "b_email_valid": email.valid,
+                            "b_designated": False,
+                            "b_designated_at": None,
+                            "b_hash": digest,
+                            "b_modified": r.modified_at,
+                            "b_removed_at": self.now,
+                            "b_pref": BillingPreference.NONE.value,
+                            "b_now": self.now,
+                        }
+                    )
             for company_id, designated in waiting.items():
-                add_pending.append({
-                    "connector": self.connector, "contact_external_id": r.external_id,
-                    "company_external_id": company_id,
-                    "record": r.model_dump(mode="json") | {"billing_contact": designated},
-                    "created_at": self.now,
-                })
-            drop_pending += [(r.external_id, c) for c in pending.get(r.external_id, set())
-                             if c not in waiting]
+                add_pending.append(
+                    {
+                        "connector": self.connector,
+                        "contact_external_id": r.external_id,
+                        "company_external_id": company_id,
+                        "record": r.model_dump(mode="json") | {"billing_contact": designated},
+                        "created_at": self.now,
+                    }
+                )
+            drop_pending += [
+                (r.external_id, c) for c in pending.get(r.external_id, set()) if c not in waiting
+            ]
             counts.touched.update(desired)
             counts.touched.update(active)
             if have or pending.get(r.external_id):
@@ -583,9 +652,7 @@ class Writer:
         if updates:
             self.conn.execute(_UPDATE_CONTACT, updates)
         if inserts:
-            self.conn.execute(
-                insert_for(self.conn, contacts).on_conflict_do_nothing(), inserts
-            )
+            self.conn.execute(insert_for(self.conn, contacts).on_conflict_do_nothing(), inserts)
         self._save_pending(add_pending, drop_pending)
         return counts
 
@@ -601,8 +668,9 @@ class Writer:
             [*pairs, *pairs.values()],
             contacts.c.connector == self.connector,
         )
-        survivor_row = {(r.customer_id, r.external_id): r.id for r in rows
-                        if r.external_id in pairs.values()}
+        survivor_row = {
+            (r.customer_id, r.external_id): r.id for r in rows if r.external_id in pairs.values()
+        }
         for row in rows:
             survivor = pairs.get(row.external_id)
             if survivor is None:
@@ -610,7 +678,8 @@ class Writer:
             keep = survivor_row.get((row.customer_id, survivor))
             if keep is None:  # re-key: the row (and any hand pick of it) now is the survivor
                 self.conn.execute(
-                    sa.update(contacts).where(contacts.c.id == row.id)
+                    sa.update(contacts)
+                    .where(contacts.c.id == row.id)
                     .values(external_id=survivor, content_hash=None, updated_at=self.now)
                 )
             else:
@@ -628,8 +697,15 @@ class Writer:
             )
         )
 
-    def _new_contact(self, r: ContactRecord, customer_id: str, designated: bool, digest: str,
-                     email: str | None, email_valid: bool) -> dict[str, Any]:
+    def _new_contact(
+        self,
+        r: ContactRecord,
+        customer_id: str,
+        designated: bool,
+        digest: str,
+        email: str | None,
+        email_valid: bool,
+    ) -> dict[str, Any]:
         return {
             "id": new_id("con"),
             "customer_id": customer_id,
@@ -653,8 +729,11 @@ class Writer:
         if add:
             stmt = insert_for(self.conn, pending_links)
             stmt = stmt.on_conflict_do_update(
-                index_elements=[pending_links.c.connector, pending_links.c.contact_external_id,
-                                pending_links.c.company_external_id],
+                index_elements=[
+                    pending_links.c.connector,
+                    pending_links.c.contact_external_id,
+                    pending_links.c.company_external_id,
+                ],
                 set_={"record": stmt.excluded.record},
             )
             self.conn.execute(stmt, add)
@@ -671,8 +750,11 @@ class Writer:
         """Attach contacts that arrived before the companies they belong to."""
         rows = select_in(
             self.conn,
-            [pending_links.c.contact_external_id, pending_links.c.company_external_id,
-             pending_links.c.record],
+            [
+                pending_links.c.contact_external_id,
+                pending_links.c.company_external_id,
+                pending_links.c.record,
+            ],
             pending_links.c.company_external_id,
             customer_of.keys(),
             pending_links.c.connector == self.connector,
@@ -685,10 +767,16 @@ class Writer:
             designated = bool(data.pop("billing_contact", False))
             record = ContactRecord.model_validate(data)
             email = check_email(record.email)
-            inserts.append(self._new_contact(
-                record, customer_of[row.company_external_id], designated,
-                content_hash(record), email.value, email.valid,
-            ))
+            inserts.append(
+                self._new_contact(
+                    record,
+                    customer_of[row.company_external_id],
+                    designated,
+                    content_hash(record),
+                    email.value,
+                    email.valid,
+                )
+            )
         self.conn.execute(insert_for(self.conn, contacts).on_conflict_do_nothing(), inserts)
         for row in rows:
             self.conn.execute(
@@ -721,36 +809,43 @@ def fold_customer(conn: Connection, loser: str, winner: str, now: datetime) -> N
     theirs = {
         (r.connector, r.external_id): r.id
         for r in conn.execute(
-            sa.select(contacts.c.id, contacts.c.connector, contacts.c.external_id)
-            .where(contacts.c.customer_id == winner, contacts.c.connector.is_not(None))
+            sa.select(contacts.c.id, contacts.c.connector, contacts.c.external_id).where(
+                contacts.c.customer_id == winner, contacts.c.connector.is_not(None)
+            )
         )
     }
     pick = lost.manual_primary_contact_id
     for r in conn.execute(
-        sa.select(contacts.c.id, contacts.c.connector, contacts.c.external_id)
-        .where(contacts.c.customer_id == loser, contacts.c.connector.is_not(None))
+        sa.select(contacts.c.id, contacts.c.connector, contacts.c.external_id).where(
+            contacts.c.customer_id == loser, contacts.c.connector.is_not(None)
+        )
     ).all():
         twin = theirs.get((r.connector, r.external_id))
         if twin is not None:  # the winner has this CRM contact already
             pick = twin if pick == r.id else pick
             conn.execute(sa.delete(contacts).where(contacts.c.id == r.id))
     conn.execute(
-        sa.update(contacts).where(contacts.c.customer_id == loser)
-        .values(customer_id=winner, billing_preference=BillingPreference.STANDARD.value,
-                updated_at=now)
+        sa.update(contacts)
+        .where(contacts.c.customer_id == loser)
+        .values(
+            customer_id=winner, billing_preference=BillingPreference.STANDARD.value, updated_at=now
+        )
     )
     for table in (aliases, external_refs, billing_schedules, invoices):
-        conn.execute(sa.update(table).where(table.c.customer_id == loser)
-                     .values(customer_id=winner))
+        conn.execute(
+            sa.update(table).where(table.c.customer_id == loser).values(customer_id=winner)
+        )
     changes: dict[str, Any] = {}
     if won.manual_primary_contact_id is None and pick is not None:
-        changes.update(manual_primary_contact_id=pick,
-                       manual_primary_set_at=lost.manual_primary_set_at)
+        changes.update(
+            manual_primary_contact_id=pick, manual_primary_set_at=lost.manual_primary_set_at
+        )
     if won.tax_status_source != FieldSource.MANUAL and lost.tax_status_source == FieldSource.MANUAL:
         changes.update(tax_status=lost.tax_status, tax_status_source=lost.tax_status_source)
     if changes:
-        conn.execute(sa.update(customers).where(customers.c.id == winner)
-                     .values(updated_at=now, **changes))
+        conn.execute(
+            sa.update(customers).where(customers.c.id == winner).values(updated_at=now, **changes)
+        )
     conn.execute(sa.delete(customers).where(customers.c.id == loser))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import pycountry
 from email_validator import EmailNotValidError, validate_email
@@ -75,7 +76,8 @@ def normalize_country(raw: str | None) -> str | None:
 def _states(country: str) -> dict[str, str]:
     """Map upper-cased codes and names of the states the billing API accepts to codes."""
     names: dict[str, str] = {}
-    for sub in pycountry.subdivisions.get(country_code=country) or ():
+    subdivisions: Any = pycountry.subdivisions
+    for sub in subdivisions.get(country_code=country) or ():
         if sub.type not in _STATE_TYPES.get(country, set()):
             continue
         code = str(sub.code).split("-", 1)[1]

@@ -22,12 +22,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import sqlalchemy as sa
 import typer
 from rich.console import Console
@@ -58,10 +57,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 customers_app = typer.Typer(help="Look at customers and archive them.", no_args_is_help=True)
-contacts_app = typer.Typer(help="Add contacts and pick the primary billing contact.",
-                           no_args_is_help=True)
-aliases_app = typer.Typer(help="Manage the aliases usage events are attributed by.",
-                          no_args_is_help=True)
+contacts_app = typer.Typer(
+    help="Add contacts and pick the primary billing contact.", no_args_is_help=True
+)
+aliases_app = typer.Typer(
+    help="Manage the aliases usage events are attributed by.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Manage the store's schema.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
 app.add_typer(contacts_app, name="contacts")
@@ -76,7 +77,7 @@ err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _app(ctx: click.Context) -> App:
+def _app(ctx: typer.Context) -> App:
     obj = ctx.find_root().obj
     assert isinstance(obj, App)
     return obj
@@ -87,7 +88,7 @@ def _emit_json(data: Any) -> None:
 
 
 @contextmanager
-def _transaction(ctx: click.Context) -> Iterator[tuple[App, Connection]]:
+def _transaction(ctx: typer.Context) -> Iterator[tuple[App, Connection]]:
     application = _app(ctx)
     with application.open_store().begin() as conn:
         yield application, conn
@@ -98,8 +99,12 @@ def _root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", envvar="CRMSYNC_CONFIG",
-                     help="Config file (default: ./crm-sync.yaml if present)."),
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="CRMSYNC_CONFIG",
+            help="Config file (default: ./crm-sync.yaml if present).",
+        ),
     ] = None,
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
@@ -110,8 +115,11 @@ def _root(
     application = bootstrap(config, environ=os.environ)
     level = (log_level or application.settings.app.log_level).upper()
     logging.basicConfig(
-        level=level, format="%(message)s", datefmt="[%X]",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)], force=True,
+        level=level,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
+        force=True,
     )
     # httpx logs whole URLs (query strings included) at INFO: keep them out of our logs.
     for noisy in ("httpx", "httpcore", "alembic"):
@@ -135,14 +143,20 @@ def _run_json(result: RunResult) -> dict[str, Any]:
     }
 
 
-def _report(ctx: click.Context, results: list[RunResult], started: float, as_json: bool) -> None:
+def _report(ctx: typer.Context, results: list[RunResult], started: float, as_json: bool) -> None:
     with _transaction(ctx) as (application, conn):
         summary = application.customers.summary(conn)
         quarantined = conn.execute(sa.select(sa.func.count()).select_from(quarantine)).scalar()
     duration = time.monotonic() - started
     if as_json:
-        _emit_json({"runs": [_run_json(r) for r in results], "customers": summary,
-                    "quarantined": quarantined, "duration_seconds": round(duration, 3)})
+        _emit_json(
+            {
+                "runs": [_run_json(r) for r in results],
+                "customers": summary,
+                "quarantined": quarantined,
+                "duration_seconds": round(duration, 3),
+            }
+        )
         return
     for r in results:
         c = r.counts
@@ -175,9 +189,12 @@ def _exit_for(results: list[RunResult]) -> None:
 @app.command()
 def sync(
     ctx: typer.Context,
-    connectors: Annotated[list[str] | None, typer.Argument(
-        help="Connectors to sync (default: all configured).")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Read everything, not only changes.")] = False,
+    connectors: Annotated[
+        list[str] | None, typer.Argument(help="Connectors to sync (default: all configured).")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Read everything, not only changes.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Sync connectors now and print which customers are ready to bill and which are held."""
@@ -190,8 +207,14 @@ def sync(
     started = time.monotonic()
     results: list[RunResult] = []
     show_bar = not as_json and err.is_terminal
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err, transient=True, disable=not show_bar) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not show_bar,
+    ) as bar:
         task = bar.add_task("starting", total=None)
 
         def progress(name: str, stream: ObjectType, counts: run_store.RunCounts) -> None:
@@ -212,10 +235,13 @@ def sync(
 def resync(
     ctx: typer.Context,
     connector: Annotated[str, typer.Argument(help="The connector to read from.")],
-    external_ids: Annotated[list[str], typer.Option(
-        "--external-id", help="A CRM record id to re-import (repeat for several).")],
-    object_type: Annotated[ObjectType, typer.Option(
-        "--type", help="What the ids are.")] = ObjectType.COMPANY,
+    external_ids: Annotated[
+        list[str],
+        typer.Option("--external-id", help="A CRM record id to re-import (repeat for several)."),
+    ],
+    object_type: Annotated[
+        ObjectType, typer.Option("--type", help="What the ids are.")
+    ] = ObjectType.COMPANY,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-import named CRM records now."""
@@ -243,13 +269,16 @@ def _print_customer(data: dict[str, Any]) -> None:
     for contact in data["contacts"]:
         mark = "*" if contact["billing_preference"] == "PRIMARY" else " "
         valid = "" if contact["email_valid"] else " [red](invalid email)[/]"
-        out.print(f"  {mark} contact:   {contact['name'] or '-'} <{contact['email'] or '-'}>"
-                  f"{valid}  {contact['id']} ({contact['origin']})")
+        out.print(
+            f"  {mark} contact:   {contact['name'] or '-'} <{contact['email'] or '-'}>"
+            f"{valid}  {contact['id']} ({contact['origin']})"
+        )
     out.print(f"  aliases:     {', '.join(a['value'] for a in data['aliases'])}")
     for ref in data["external_refs"]:
         deleted = " [red](deleted in CRM)[/]" if ref["deleted_in_source"] else ""
-        out.print(f"  from:        {ref['connector']} {ref['object_type']} "
-                  f"{ref['external_id']}{deleted}")
+        out.print(
+            f"  from:        {ref['connector']} {ref['object_type']} {ref['external_id']}{deleted}"
+        )
     if data["archived_at"]:
         out.print(f"  archived at: {data['archived_at']}")
     for reason in data["blocked_reasons"]:
@@ -275,9 +304,11 @@ def customers_list(
             count += 1
             primary = c["primary_billing_contact"]
             table.add_row(
-                c["company_name"] or "-", "yes" if c["ready"] else "no",
+                c["company_name"] or "-",
+                "yes" if c["ready"] else "no",
                 (primary["email"] or "-") if primary else "-",
-                ", ".join(r["code"] for r in c["blocked_reasons"]), c["id"],
+                ", ".join(r["code"] for r in c["blocked_reasons"]),
+                c["id"],
             )
         out.print(table)
         out.print(f"{count} customer{'s' if count != 1 else ''}")
@@ -305,15 +336,22 @@ def customers_archive(
     with _transaction(ctx) as (application, conn):
         result = application.customers.archive(conn, customer, now=application.clock())
     if as_json:
-        _emit_json({"id": result.customer_id, "already_archived": result.already_archived,
-                    "schedules_archived": result.schedules_archived,
-                    "invoices_voided": result.invoices_voided,
-                    "invoices_kept": result.invoices_kept})
+        _emit_json(
+            {
+                "id": result.customer_id,
+                "already_archived": result.already_archived,
+                "schedules_archived": result.schedules_archived,
+                "invoices_voided": result.invoices_voided,
+                "invoices_kept": result.invoices_kept,
+            }
+        )
         return
     verb = "was already archived" if result.already_archived else "archived"
-    out.print(f"{result.customer_id} {verb}: {result.schedules_archived} billing schedules "
-              f"archived, {result.invoices_voided} draft invoices voided, "
-              f"{result.invoices_kept} finalized or sent invoices kept.")
+    out.print(
+        f"{result.customer_id} {verb}: {result.schedules_archived} billing schedules "
+        f"archived, {result.invoices_voided} draft invoices voided, "
+        f"{result.invoices_kept} finalized or sent invoices kept."
+    )
 
 
 @customers_app.command("set-tax-status")
@@ -325,8 +363,7 @@ def customers_set_tax_status(
 ) -> None:
     """Override the tax status by hand (syncs no longer change it)."""
     with _transaction(ctx) as (application, conn):
-        data = application.customers.set_tax_status(conn, customer, status,
-                                                    now=application.clock())
+        data = application.customers.set_tax_status(conn, customer, status, now=application.clock())
     _emit_json(data) if as_json else _print_customer(data)
 
 
@@ -339,14 +376,16 @@ def contacts_add(
     customer: Annotated[str, typer.Argument(help="Customer id or alias.")],
     name: Annotated[str, typer.Option("--name", help="The contact's name.")],
     email: Annotated[str, typer.Option("--email", help="The contact's email address.")],
-    primary: Annotated[bool, typer.Option(
-        "--primary", help="Make it the primary billing contact.")] = False,
+    primary: Annotated[
+        bool, typer.Option("--primary", help="Make it the primary billing contact.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a contact by hand (it becomes primary if asked, or if there is none)."""
     with _transaction(ctx) as (application, conn):
-        data = application.customers.add_contact(conn, customer, name=name, email=email,
-                                                 primary=primary, now=application.clock())
+        data = application.customers.add_contact(
+            conn, customer, name=name, email=email, primary=primary, now=application.clock()
+        )
     _emit_json(data) if as_json else _print_customer(data)
 
 
@@ -359,8 +398,7 @@ def contacts_set_primary(
 ) -> None:
     """Pick the primary billing contact by hand; the pick survives later syncs."""
     with _transaction(ctx) as (application, conn):
-        data = application.customers.set_primary(conn, customer, contact,
-                                                 now=application.clock())
+        data = application.customers.set_primary(conn, customer, contact, now=application.clock())
     _emit_json(data) if as_json else _print_customer(data)
 
 
@@ -376,8 +414,9 @@ def aliases_add(
 ) -> None:
     """Give a customer an alias; refused if any customer holds it or a case variant."""
     with _transaction(ctx) as (application, conn):
-        customer_id = application.customers.add_alias(conn, customer, alias,
-                                                      now=application.clock())
+        customer_id = application.customers.add_alias(
+            conn, customer, alias, now=application.clock()
+        )
     if as_json:
         _emit_json({"alias": alias, "customer_id": customer_id})
     else:
@@ -425,28 +464,48 @@ def runs_command(
 ) -> None:
     """Recent sync runs, newest first."""
     with _transaction(ctx) as (_, conn):
-        rows = conn.execute(
-            sa.select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)
-        ).all()
+        rows = conn.execute(sa.select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)).all()
     data = [
         {
-            "id": r.id, "connector": r.connector, "mode": r.mode, "status": r.status,
+            "id": r.id,
+            "connector": r.connector,
+            "mode": r.mode,
+            "status": r.status,
             "started_at": r.started_at.isoformat(),
             "finished_at": r.finished_at.isoformat() if r.finished_at else None,
             "counts": {k: getattr(r, k) for k in run_store.RunCounts().as_dict()},
-            "error": r.error, "worker": r.worker,
+            "error": r.error,
+            "worker": r.worker,
         }
         for r in rows
     ]
     if as_json:
         _emit_json(data)
         return
-    table = Table("id", "connector", "mode", "status", "started", "seen", "created", "updated",
-                  "unchanged", "quarantined", "error")
+    table = Table(
+        "id",
+        "connector",
+        "mode",
+        "status",
+        "started",
+        "seen",
+        "created",
+        "updated",
+        "unchanged",
+        "quarantined",
+        "error",
+    )
     for d in data:
         c = d["counts"]
-        table.add_row(str(d["id"]), d["connector"], d["mode"], d["status"],
-                      d["started_at"][:19], *(str(c[k]) for k in c), d["error"] or "")
+        table.add_row(
+            str(d["id"]),
+            d["connector"],
+            d["mode"],
+            d["status"],
+            d["started_at"][:19],
+            *(str(c[k]) for k in c),
+            d["error"] or "",
+        )
     out.print(table)
 
 
@@ -459,13 +518,21 @@ def quarantine_command(
     """Records that could not be imported, with the reason."""
     with _transaction(ctx) as (_, conn):
         rows = conn.execute(
-            sa.select(quarantine).order_by(quarantine.c.last_seen_at.desc(), quarantine.c.id)
+            sa.select(quarantine)
+            .order_by(quarantine.c.last_seen_at.desc(), quarantine.c.id)
             .limit(limit)
         ).all()
     data = [
-        {"connector": r.connector, "object_type": r.object_type, "external_id": r.external_id,
-         "reason": r.reason, "raw": r.raw, "occurrences": r.occurrences,
-         "first_seen_at": r.first_seen_at.isoformat(), "last_seen_at": r.last_seen_at.isoformat()}
+        {
+            "connector": r.connector,
+            "object_type": r.object_type,
+            "external_id": r.external_id,
+            "reason": r.reason,
+            "raw": r.raw,
+            "occurrences": r.occurrences,
+            "first_seen_at": r.first_seen_at.isoformat(),
+            "last_seen_at": r.last_seen_at.isoformat(),
+        }
         for r in rows
     ]
     if as_json:
@@ -473,8 +540,13 @@ def quarantine_command(
         return
     table = Table("connector", "type", "external id", "reason", "seen")
     for d in data:
-        table.add_row(d["connector"], d["object_type"], d["external_id"] or "-", d["reason"],
-                      str(d["occurrences"]))
+        table.add_row(
+            d["connector"],
+            d["object_type"],
+            d["external_id"] or "-",
+            d["reason"],
+            str(d["occurrences"]),
+        )
     out.print(table)
 
 
@@ -506,8 +578,11 @@ def run(argv: list[str] | None = None, *, prog: str = "crm-sync") -> int:
         return exc.exit_code
     except sa.exc.OperationalError as exc:
         message = str(exc.orig).strip().splitlines()[0] if exc.orig else "cannot reach it"
-        err.print(f"error: {StoreError(f'the store is unreachable: {message}')}",
-                  markup=False, highlight=False)
+        err.print(
+            f"error: {StoreError(f'the store is unreachable: {message}')}",
+            markup=False,
+            highlight=False,
+        )
         return StoreError.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -12,6 +12,7 @@ at start-up and calls ``plugin.factory(config, context)`` to build the connector
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,6 +122,6 @@ class ConnectorPlugin(Generic[ConfigT]):
     """A connector as registered under the ``crmsync.connectors`` entry-point group."""
 
     type: str
-    config_model: type[ConfigT]
+    config_model: builtins.type[ConfigT]
     factory: Callable[[ConfigT, ConnectorContext], Connector]
     description: str = ""

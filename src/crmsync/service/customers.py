@@ -210,7 +210,13 @@ class CustomerService:
         refresh_customers(conn, [customer_id], order_for=self.order_for, now=now)
 
     def add_contact(
-        self, conn: Connection, customer: str, *, name: str, email: str, primary: bool,
+        self,
+        conn: Connection,
+        customer: str,
+        *,
+        name: str,
+        email: str,
+        primary: bool,
         now: datetime,
     ) -> dict[str, Any]:
         """Add a contact by hand; it becomes primary when asked or when there is none."""
@@ -239,12 +245,21 @@ class CustomerService:
         conn.execute(
             sa.insert(contacts),
             {
-                "id": contact_id, "customer_id": row.id, "name": name.strip() or None,
-                "email": checked.value, "email_valid": True,
+                "id": contact_id,
+                "customer_id": row.id,
+                "name": name.strip() or None,
+                "email": checked.value,
+                "email_valid": True,
                 "billing_preference": BillingPreference.STANDARD.value,
-                "origin": ContactOrigin.MANUAL.value, "connector": None, "external_id": None,
-                "crm_designated": False, "designated_at": None, "content_hash": None,
-                "source_modified_at": None, "removed_at": None, "created_at": now,
+                "origin": ContactOrigin.MANUAL.value,
+                "connector": None,
+                "external_id": None,
+                "crm_designated": False,
+                "designated_at": None,
+                "content_hash": None,
+                "source_modified_at": None,
+                "removed_at": None,
+                "created_at": now,
                 "updated_at": now,
             },
         )
@@ -257,8 +272,7 @@ class CustomerService:
         conn.execute(
             sa.update(customers)
             .where(customers.c.id == customer_id)
-            .values(manual_primary_contact_id=contact_id, manual_primary_set_at=now,
-                    updated_at=now)
+            .values(manual_primary_contact_id=contact_id, manual_primary_set_at=now, updated_at=now)
         )
 
     def set_primary(
@@ -294,8 +308,11 @@ class CustomerService:
         """Override the tax status by hand; syncs no longer change it."""
         row = self._customer_row(conn, customer)
         conn.execute(
-            sa.update(customers).where(customers.c.id == row.id).values(
-                tax_status=status.value, tax_status_source=FieldSource.MANUAL.value,
+            sa.update(customers)
+            .where(customers.c.id == row.id)
+            .values(
+                tax_status=status.value,
+                tax_status_source=FieldSource.MANUAL.value,
                 updated_at=now,
             )
         )
@@ -312,8 +329,14 @@ class CustomerService:
         stmt = insert_for(conn, aliases).on_conflict_do_nothing().returning(aliases.c.value)
         inserted = conn.execute(
             stmt,
-            {"value": alias, "folded": alias.casefold(), "customer_id": row.id,
-             "source": "manual", "connector": None, "created_at": now},
+            {
+                "value": alias,
+                "folded": alias.casefold(),
+                "customer_id": row.id,
+                "source": "manual",
+                "connector": None,
+                "created_at": now,
+            },
         ).first()
         if inserted is None:
             holder = conn.execute(
@@ -323,12 +346,16 @@ class CustomerService:
             ).first()
             if holder is not None and holder.customer_id == row.id and holder.value == alias:
                 return str(row.id)  # already there: nothing to do
-            raise AliasConflictError(alias, holder.customer_id if holder else "?",
-                                     holder.value if holder else alias)
+            raise AliasConflictError(
+                alias, holder.customer_id if holder else "?", holder.value if holder else alias
+            )
         conflicts = [a for a in (row.alias_conflicts or []) if a != alias]
         if conflicts != list(row.alias_conflicts or []):
-            conn.execute(sa.update(customers).where(customers.c.id == row.id)
-                         .values(alias_conflicts=conflicts, updated_at=now))
+            conn.execute(
+                sa.update(customers)
+                .where(customers.c.id == row.id)
+                .values(alias_conflicts=conflicts, updated_at=now)
+            )
         self._refresh(conn, row.id, now)
         return str(row.id)
 
@@ -350,8 +377,9 @@ class CustomerService:
         """Archive the customer: its schedules are archived, its draft invoices voided."""
         row = self._customer_row(conn, customer)
         schedules = conn.execute(
-            sa.select(billing_schedules.c.id, billing_schedules.c.archived_at)
-            .where(billing_schedules.c.customer_id == row.id)
+            sa.select(billing_schedules.c.id, billing_schedules.c.archived_at).where(
+                billing_schedules.c.customer_id == row.id
+            )
         ).all()
         invoice_rows = conn.execute(
             sa.select(invoices.c.id, invoices.c.status).where(invoices.c.customer_id == row.id)
@@ -360,15 +388,24 @@ class CustomerService:
             [(s.id, s.archived_at) for s in schedules], [(i.id, i.status) for i in invoice_rows]
         )
         for batch in chunks(to_archive):
-            conn.execute(sa.update(billing_schedules).where(billing_schedules.c.id.in_(batch))
-                         .values(archived_at=now, updated_at=now))
+            conn.execute(
+                sa.update(billing_schedules)
+                .where(billing_schedules.c.id.in_(batch))
+                .values(archived_at=now, updated_at=now)
+            )
         for batch in chunks(to_void):
-            conn.execute(sa.update(invoices).where(invoices.c.id.in_(batch))
-                         .values(status="VOIDED", updated_at=now))
+            conn.execute(
+                sa.update(invoices)
+                .where(invoices.c.id.in_(batch))
+                .values(status="VOIDED", updated_at=now)
+            )
         already = row.archived_at is not None
         if not already:
-            conn.execute(sa.update(customers).where(customers.c.id == row.id)
-                         .values(archived_at=now, updated_at=now))
+            conn.execute(
+                sa.update(customers)
+                .where(customers.c.id == row.id)
+                .values(archived_at=now, updated_at=now)
+            )
         self._refresh(conn, row.id, now)
         kept = sum(1 for i in invoice_rows if i.status in {"FINAL", "SENT"})
         return ArchiveResult(row.id, already, len(to_archive), len(to_void), kept)

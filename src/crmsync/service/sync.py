@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -142,8 +143,13 @@ class SyncEngine:
     ) -> None:
         """Write one page's records and quarantine its bad ones (no commit)."""
         now = self.clock()
-        writer = Writer(conn, connector=name, default_tax_status=self.default_tax_status,
-                        order_for=self.order_for, now=now)
+        writer = Writer(
+            conn,
+            connector=name,
+            default_tax_status=self.default_tax_status,
+            order_for=self.order_for,
+            now=now,
+        )
         companies = [r for r in page.records if isinstance(r, CompanyRecord)]
         contact_records = [r for r in page.records if isinstance(r, ContactRecord)]
         written = writer.write_companies(companies)
@@ -170,8 +176,9 @@ class SyncEngine:
                 if holder is not None and _died_here(holder):
                     # its process died on this machine: no need to wait for the lease to expire
                     runs.abandon_worker(conn, name, holder, now)
-                    holder = runs.acquire_lease(conn, name, self.worker_id, now,
-                                                self.lease_ttl, take_from=holder)
+                    holder = runs.acquire_lease(
+                        conn, name, self.worker_id, now, self.lease_ttl, take_from=holder
+                    )
                 if holder is not None:
                     raise ConnectorBusy(f"connector {name!r} is being synced by {holder}")
             return runs.start_run(conn, name, mode, self.worker_id, now)
@@ -179,8 +186,16 @@ class SyncEngine:
         run_id: int = self._transaction(begin)
         return run_id
 
-    def _finish(self, name: str, run_id: int, status: str, counts: runs.RunCounts,
-                error: str | None, *, lease: bool = True) -> None:
+    def _finish(
+        self,
+        name: str,
+        run_id: int,
+        status: str,
+        counts: runs.RunCounts,
+        error: str | None,
+        *,
+        lease: bool = True,
+    ) -> None:
         def end(conn: Connection) -> None:
             runs.finish_run(conn, run_id, status, counts, self.clock(), error)
             if lease:
@@ -201,9 +216,10 @@ class SyncEngine:
         try:
             for stream in connector.streams():
                 stream_counts = per_stream.setdefault(stream.value, runs.RunCounts())
-                cursor = self._transaction(lambda conn, s=stream: runs.load_cursor(conn, name, s))
-                request = ReadRequest(stream=stream, cursor=cursor, full=full,
-                                      started_at=run_started_at)
+                cursor = self._transaction(partial(runs.load_cursor, connector=name, stream=stream))
+                request = ReadRequest(
+                    stream=stream, cursor=cursor, full=full, started_at=run_started_at
+                )
                 for page in prefetch(connector.read(request), self.prefetch_pages):
                     self._commit_page(name, run_id, page, counts, stream_counts)
                     if self.progress is not None:
@@ -225,8 +241,14 @@ class SyncEngine:
         log.info("sync %s %s in %.1fs: %s", name, status, duration, counts.as_dict())
         return RunResult(run_id, name, mode, status, counts, duration, error, per_stream)
 
-    def _commit_page(self, name: str, run_id: int, page: Page, counts: runs.RunCounts,
-                     stream_counts: runs.RunCounts) -> None:
+    def _commit_page(
+        self,
+        name: str,
+        run_id: int,
+        page: Page,
+        counts: runs.RunCounts,
+        stream_counts: runs.RunCounts,
+    ) -> None:
         def work(conn: Connection) -> tuple[runs.RunCounts, runs.RunCounts]:
             now = self.clock()
             holder = runs.acquire_lease(conn, name, self.worker_id, now, self.lease_ttl)
@@ -244,8 +266,13 @@ class SyncEngine:
         _assign(stream_counts, _plus(stream_counts, page_counts))
 
     def resync(
-        self, name: str, connector: Connector, object_type: ObjectType, ids: Sequence[str],
-        *, mode: str = "resync",
+        self,
+        name: str,
+        connector: Connector,
+        object_type: ObjectType,
+        ids: Sequence[str],
+        *,
+        mode: str = "resync",
     ) -> RunResult:
         """Re-import the named records now, without moving the stream's cursor.
 
@@ -266,16 +293,18 @@ class SyncEngine:
         self._finish(name, run_id, status, counts, error, lease=False)
         return RunResult(run_id, name, mode, status, counts, time.monotonic() - started, error)
 
-    def _apply_counted(self, conn: Connection, name: str, page: Page, run_id: int,
-                       counts: runs.RunCounts) -> None:
+    def _apply_counted(
+        self, conn: Connection, name: str, page: Page, run_id: int, counts: runs.RunCounts
+    ) -> None:
         fresh = runs.RunCounts()
         self.apply_page(conn, name, page, run_id, fresh)
         _assign(counts, fresh)
 
 
 def _plus(a: runs.RunCounts, b: runs.RunCounts) -> runs.RunCounts:
-    return runs.RunCounts(*(x + y for x, y in zip(a.as_dict().values(), b.as_dict().values(),
-                                                   strict=True)))
+    return runs.RunCounts(
+        *(x + y for x, y in zip(a.as_dict().values(), b.as_dict().values(), strict=True))
+    )
 
 
 def _assign(target: runs.RunCounts, source: runs.RunCounts) -> None:

@@ -19,8 +19,12 @@ ANN = ContactView(id="c1", name="Ann", email="ann@example.com", email_valid=True
 
 
 def customer(**changes: object) -> CustomerView:
-    values: dict[str, object] = {"company_name": "Acme", "address": GOOD_ADDRESS,
-                                 "tax_status": TaxStatus.TAXED, "contact_count": 1}
+    values: dict[str, object] = {
+        "company_name": "Acme",
+        "address": GOOD_ADDRESS,
+        "tax_status": TaxStatus.TAXED,
+        "contact_count": 1,
+    }
     values.update(changes)
     return CustomerView(**values)  # type: ignore[arg-type]
 
@@ -38,12 +42,18 @@ def test_a_complete_customer_with_one_valid_primary_is_ready() -> None:
     ("changes", "expected"),
     [
         ({"company_name": None}, BlockCode.MISSING_COMPANY_NAME),
-        ({"address": Address(line1="x", city="Paris", country="FR")},
-         BlockCode.INCOMPLETE_BILLING_ADDRESS),
-        ({"address": Address(line1="x", city="Austin", postal_code="78701", country="US")},
-         BlockCode.INCOMPLETE_BILLING_ADDRESS),
-        ({"address": Address(line1="x", city="X", postal_code="1", country="Atlantis")},
-         BlockCode.INCOMPLETE_BILLING_ADDRESS),
+        (
+            {"address": Address(line1="x", city="Paris", country="FR")},
+            BlockCode.INCOMPLETE_BILLING_ADDRESS,
+        ),
+        (
+            {"address": Address(line1="x", city="Austin", postal_code="78701", country="US")},
+            BlockCode.INCOMPLETE_BILLING_ADDRESS,
+        ),
+        (
+            {"address": Address(line1="x", city="X", postal_code="1", country="Atlantis")},
+            BlockCode.INCOMPLETE_BILLING_ADDRESS,
+        ),
         ({"tax_status": None}, BlockCode.MISSING_TAX_STATUS),
         ({"archived": True}, BlockCode.ARCHIVED),
         ({"source_deleted": ("hubspot",)}, BlockCode.SOURCE_DELETED),
@@ -64,11 +74,16 @@ def test_a_primary_without_email_or_with_an_invalid_one_holds_the_customer() -> 
 
 
 def test_every_reason_is_reported_at_once_with_a_sentence() -> None:
-    reasons = assess(customer(company_name="", archived=True, address=Address()),
-                     PrimaryChoice(None, problem=BlockCode.NO_PRIMARY_BILLING_CONTACT), None)
+    reasons = assess(
+        customer(company_name="", archived=True, address=Address()),
+        PrimaryChoice(None, problem=BlockCode.NO_PRIMARY_BILLING_CONTACT),
+        None,
+    )
     assert {r.code for r in reasons} == {
-        BlockCode.ARCHIVED, BlockCode.MISSING_COMPANY_NAME,
-        BlockCode.INCOMPLETE_BILLING_ADDRESS, BlockCode.NO_PRIMARY_BILLING_CONTACT,
+        BlockCode.ARCHIVED,
+        BlockCode.MISSING_COMPANY_NAME,
+        BlockCode.INCOMPLETE_BILLING_ADDRESS,
+        BlockCode.NO_PRIMARY_BILLING_CONTACT,
     }
     assert all(r.message.endswith(".") for r in reasons)
 

@@ -11,7 +11,8 @@ from crmsync.domain import Address, AddressInput, address_problems, check_email,
 def test_valid_emails_are_accepted_and_normalised(raw: str) -> None:
     result = check_email(raw)
     assert result.valid
-    assert result.value is not None and result.value == result.value.strip()
+    assert result.value is not None
+    assert result.value == result.value.strip()
 
 
 @pytest.mark.parametrize("raw", ["ann", "ann@", "@example.com", "ann@@example.com", "a b@x.io"])
@@ -27,8 +28,13 @@ def test_a_missing_email_is_reported_as_missing() -> None:
 
 @pytest.mark.parametrize(
     ("country", "state", "expected"),
-    [("germany", None, ("DE", None)), ("DEU", None, ("DE", None)), ("us", "california", ("US", "CA")),
-     ("Canada", "Quebec", ("CA", "QC")), ("United Kingdom", "Kent", ("GB", "Kent"))],
+    [
+        ("germany", None, ("DE", None)),
+        ("DEU", None, ("DE", None)),
+        ("us", "california", ("US", "CA")),
+        ("Canada", "Quebec", ("CA", "QC")),
+        ("United Kingdom", "Kent", ("GB", "Kent")),
+    ],
 )
 def test_countries_and_states_are_normalised_to_codes(
     country: str, state: str | None, expected: tuple[str, str | None]
@@ -38,8 +44,9 @@ def test_countries_and_states_are_normalised_to_codes(
 
 
 def test_an_unknown_country_is_kept_as_given_and_reported() -> None:
-    address = normalize_address(AddressInput(line1="1", city="X", postal_code="1",
-                                             country="Atlantis"))
+    address = normalize_address(
+        AddressInput(line1="1", city="X", postal_code="1", country="Atlantis")
+    )
     assert address.country == "Atlantis"
     assert address_problems(address) == ["country 'Atlantis' is not an ISO 3166-1 country"]
 
@@ -50,5 +57,9 @@ def test_us_territories_outside_the_billing_apis_state_list_are_refused() -> Non
 
 
 def test_a_complete_address_has_no_problems() -> None:
-    assert address_problems(Address(line1="1", city="Ottawa", postal_code="K1A 0A6",
-                                    country="CA", state="ON")) == []
+    assert (
+        address_problems(
+            Address(line1="1", city="Ottawa", postal_code="K1A 0A6", country="CA", state="ON")
+        )
+        == []
+    )
