@@ -115,10 +115,8 @@ class Store:
         if self.dialect == "sqlite":
             self.upgrade()
             return
-        raise StoreError(
-            f"the store's schema is at {current or 'nothing'}, the code needs {head}: "
-            "run `crm-sync db upgrade`"
-        )
+        state = f"is at revision {current}" if current else "has no schema yet"
+        raise StoreError(f"the store {state}, the code needs {head}: run `crm-sync db upgrade`")
 
     def dispose(self) -> None:
         self.engine.dispose()

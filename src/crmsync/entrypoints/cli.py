@@ -72,7 +72,7 @@ app.add_typer(db_app, name="db")
 out = Console()
 if not out.is_terminal:  # piped or captured: never truncate ids people copy
     out.width = max(out.width, 200)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
