@@ -63,7 +63,7 @@ def test_a_plugin_that_fails_to_import_is_named(third_party: Path) -> None:
 
 
 def test_an_entry_point_that_is_not_a_plugin_is_refused_at_load(third_party: Path) -> None:
-    with pytest.raises(ConfigError, match="is not a crmsync.sdk.ConnectorPlugin"):
+    with pytest.raises(ConfigError, match=r"is not a crmsync\.sdk\.ConnectorPlugin"):
         load_plugins([_ep("odd", "crmsync_acme:not_a_plugin")])
 
 
