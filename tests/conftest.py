@@ -10,6 +10,7 @@ which case they fail.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,12 @@ ADMIN_URL = os.environ.get(
     "CRMSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_PG = os.environ.get("CRMSYNC_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One id per test run, inherited by xdist workers: concurrent runs on one machine
+    # (a developer's and CI's) never share a PostgreSQL database.
+    os.environ.setdefault("CRMSYNC_TEST_RUN_ID", uuid.uuid4().hex[:8])
 
 
 def _pg_reachable() -> str | None:
@@ -43,7 +50,7 @@ def pg_url(worker_id: str) -> Iterator[str]:
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL is required (CRMSYNC_REQUIRE_POSTGRES=1): {problem}")
         pytest.skip(f"PostgreSQL not reachable: {problem}")
-    name = f"crmsync_test_{worker_id}"
+    name = f"crmsync_test_{os.environ['CRMSYNC_TEST_RUN_ID']}_{worker_id}"
     admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

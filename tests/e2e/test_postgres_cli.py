@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 @pytest.fixture
 def empty_database(pg_url: str, worker_id: str) -> Iterator[str]:
     """A PostgreSQL database with nothing in it."""
-    name = f"crmsync_e2e_{worker_id}"
+    name = f"crmsync_e2e_{os.environ['CRMSYNC_TEST_RUN_ID']}_{worker_id}"
     admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
