@@ -20,7 +20,7 @@ import respx
 
 from crmsync.sdk.connector import ConnectorContext
 from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType
-from crmsync.sdk.testing import BadKind, BadSample, Dataset
+from crmsync.sdk.testing import BadKind, BadSample, Dataset, FakeTime
 from crmsync_hubspot.config import HubSpotConfig
 from crmsync_hubspot.connector import HubSpotConnector
 
@@ -45,24 +45,6 @@ COMPANY_PROPERTIES = {
     "country": "country",
     "tax_status": "tax_status",
 }
-
-
-class FakeTime:
-    """A monotonic clock that only moves when someone sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += max(0.0, seconds)
 
 
 def iso(moment: datetime) -> str:

@@ -11,8 +11,9 @@ import respx
 
 from crmsync.errors import AuthenticationError
 from crmsync.sdk.records import ObjectType
+from crmsync.sdk.testing import FakeTime
 from crmsync_hubspot.connector import HubSpotConnector
-from crmsync_hubspot.tests.doubles import BASE, TOKEN, FakeTime, make_config, make_connector
+from crmsync_hubspot.tests.doubles import BASE, TOKEN, make_config, make_connector
 
 CLIENT_SECRET = "cs-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 REFRESH_TOKEN = "rt-na1-9a8b7c6d-5e4f-3a2b-1c0d-ffeeddccbbaa"

@@ -23,16 +23,9 @@ from crmsync.sdk.records import (
     ObjectType,
     Page,
 )
+from crmsync.sdk.testing import FakeTime
 from crmsync_hubspot.connector import HubSpotConnector
-from crmsync_hubspot.tests.doubles import (
-    BASE,
-    NOW,
-    FakeTime,
-    epoch_ms,
-    iso,
-    make_config,
-    make_connector,
-)
+from crmsync_hubspot.tests.doubles import BASE, NOW, epoch_ms, iso, make_config, make_connector
 
 STARTED = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 UNTIL = STARTED - timedelta(seconds=30)

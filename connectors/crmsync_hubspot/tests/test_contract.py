@@ -11,8 +11,8 @@ from typing import Literal
 import pytest
 
 from crmsync.sdk.connector import Connector
-from crmsync.sdk.testing import ConnectorContract, ConnectorHarness, Dataset
-from crmsync_hubspot.tests.doubles import DatasetHubSpot, FakeTime, make_config, make_connector
+from crmsync.sdk.testing import ConnectorContract, ConnectorHarness, Dataset, FakeTime
+from crmsync_hubspot.tests.doubles import DatasetHubSpot, make_config, make_connector
 
 
 class HubSpotHarness(ConnectorHarness):

@@ -24,8 +24,9 @@ from tests.fakes.hubspot import (
 from crmsync.errors import RateLimitExhausted
 from crmsync.sdk.connector import ReadRequest
 from crmsync.sdk.records import CompanyRecord, ContactRecord, Cursor, ObjectType, Page
+from crmsync.sdk.testing import FakeTime
 from crmsync_hubspot.connector import HubSpotConnector
-from crmsync_hubspot.tests.doubles import FakeTime, make_config, make_connector
+from crmsync_hubspot.tests.doubles import make_config, make_connector
 
 BASE_TIME = datetime(2023, 1, 1, tzinfo=UTC)
 

@@ -11,7 +11,8 @@ import pytest
 import respx
 
 from crmsync.errors import FatalConnectorError
-from crmsync_hubspot.tests.doubles import BASE, FakeTime, make_connector
+from crmsync.sdk.testing import FakeTime
+from crmsync_hubspot.tests.doubles import BASE, make_connector
 from crmsync_hubspot.writeback import PropertySpec
 
 CUSTOMER_ID = PropertySpec("crmsync_customer_id", "Billing customer id")

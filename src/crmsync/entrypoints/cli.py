@@ -285,6 +285,13 @@ def _print_customer(data: dict[str, Any]) -> None:
         out.print(f"  [yellow]{reason['code']}[/]: {reason['message']}")
 
 
+def _show_customer(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit_json(data)
+    else:
+        _print_customer(data)
+
+
 @customers_app.command("list")
 def customers_list(
     ctx: typer.Context,
@@ -323,7 +330,7 @@ def customers_show(
     """Show one customer: billing details, contacts, aliases, and why it is held."""
     with _transaction(ctx) as (application, conn):
         data = application.customers.show(conn, id_or_alias)
-    _emit_json(data) if as_json else _print_customer(data)
+    _show_customer(data, as_json)
 
 
 @customers_app.command("archive")
@@ -364,7 +371,7 @@ def customers_set_tax_status(
     """Override the tax status by hand (syncs no longer change it)."""
     with _transaction(ctx) as (application, conn):
         data = application.customers.set_tax_status(conn, customer, status, now=application.clock())
-    _emit_json(data) if as_json else _print_customer(data)
+    _show_customer(data, as_json)
 
 
 # -- contacts --------------------------------------------------------------------------
@@ -386,7 +393,7 @@ def contacts_add(
         data = application.customers.add_contact(
             conn, customer, name=name, email=email, primary=primary, now=application.clock()
         )
-    _emit_json(data) if as_json else _print_customer(data)
+    _show_customer(data, as_json)
 
 
 @contacts_app.command("set-primary")
@@ -399,7 +406,7 @@ def contacts_set_primary(
     """Pick the primary billing contact by hand; the pick survives later syncs."""
     with _transaction(ctx) as (application, conn):
         data = application.customers.set_primary(conn, customer, contact, now=application.clock())
-    _emit_json(data) if as_json else _print_customer(data)
+    _show_customer(data, as_json)
 
 
 # -- aliases ---------------------------------------------------------------------------

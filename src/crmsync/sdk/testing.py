@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -71,6 +72,7 @@ __all__ = [
     "ConnectorContract",
     "ConnectorHarness",
     "Dataset",
+    "FakeTime",
     "InMemoryConnector",
     "InMemoryHarness",
     "assert_well_formed_pass",
@@ -92,6 +94,30 @@ __all__ = [
 ]
 
 DEFAULT_PAGE_SIZE = 4
+
+
+class FakeTime:
+    """A monotonic clock that only moves when someone sleeps; records every sleep.
+
+    Pass ``clock=fake.clock, sleep=fake.sleep`` to an HTTP client or pacer so that
+    retry and rate-limit tests take no real time. Thread-safe.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += max(0.0, seconds)
+
+
 STARTED_AT = datetime(2026, 6, 1, tzinfo=UTC)
 """The run start the kit passes in ``ReadRequest``: after every timestamp of its datasets."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -28,29 +27,12 @@ from crmsync.sdk.pacing import (
     RateLimitDecision,
     RetryAfter,
 )
+from crmsync.sdk.testing import FakeTime
 
 BASE = "https://crm.example.test/api"
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 TOKEN = "pat-na1-7f3c9e2b-41d8-4a6f-b0c5-9d2e8a1f6b34"
 QUERY_SECRET = "hk_4Qz8Wm2Rt6Yp0Lx3"
-
-
-class FakeTime:
-    """A monotonic clock that only moves when someone sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
 
 
 class FixedPolicy:

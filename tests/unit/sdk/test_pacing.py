@@ -16,26 +16,9 @@ from crmsync.sdk.pacing import (
     StandardRateLimitPolicy,
     parse_retry_after,
 )
+from crmsync.sdk.testing import FakeTime
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
-
-
-class FakeTime:
-    """A monotonic clock that only moves when someone sleeps."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
 
 
 def _most_in_any_window(times: list[float], window: float) -> int:
