@@ -15,7 +15,6 @@ Tokens never appear in log lines or error messages.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -28,7 +27,7 @@ from crmsync.errors import AuthenticationError, FatalConnectorError
 from crmsync.sdk.http import HttpClient
 from crmsync_hubspot.config import OAuthSettings
 
-__all__ = ["BearerToken", "FormEncodedBody", "OAuthRefresh", "OAuthTokens"]
+__all__ = ["BearerToken", "OAuthRefresh", "OAuthTokens"]
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +45,10 @@ class BearerToken(httpx.Auth):
         yield request
 
 
-class FormEncodedBody(httpx.Auth):
-    """Sends a JSON object body as ``application/x-www-form-urlencoded`` instead.
-
-    The SDK client only sends JSON bodies; HubSpot's token endpoint wants a form. This
-    flow re-encodes the request, so the token call keeps the client's retries.
-    """
-
-    requires_request_body = True
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        fields = json.loads(request.content or b"{}")
-        headers = {
-            name: value
-            for name, value in request.headers.items()
-            if name.lower() not in ("content-type", "content-length")
-        }
-        yield httpx.Request(request.method, request.url, headers=headers, data=fields)
-
-
 class OAuthTokens:
     """Access tokens obtained with a refresh token; thread-safe.
 
-    ``client`` posts to the token endpoint (with :class:`FormEncodedBody` as its auth);
+    ``client`` posts the form to the token endpoint;
     ``clock`` is monotonic seconds.
     """
 
@@ -114,7 +94,7 @@ class OAuthTokens:
             "refresh_token": self._settings.refresh_token.get_secret_value(),
         }
         try:
-            answer = self._client.post_json(self._token_url, json=form)
+            answer = self._client.post_json(self._token_url, data=form)
         except FatalConnectorError as exc:
             raise AuthenticationError(f"HubSpot refused the OAuth token refresh: {exc}") from exc
         token = answer.get("access_token") if isinstance(answer, dict) else None

@@ -42,7 +42,7 @@ from crmsync.sdk.http import HttpClient, HttpConfig
 from crmsync.sdk.pacing import Pacer
 from crmsync.sdk.records import BadRecord, CompanyLink, Cursor, ObjectType, Page, Record
 from crmsync_hubspot.api import Filter, HubSpotApi, ResultPage
-from crmsync_hubspot.auth import BearerToken, FormEncodedBody, OAuthRefresh, OAuthTokens
+from crmsync_hubspot.auth import BearerToken, OAuthRefresh, OAuthTokens
 from crmsync_hubspot.config import HubSpotConfig
 from crmsync_hubspot.mapping import (
     ContactMapping,
@@ -111,7 +111,7 @@ class HubSpotConnector:
                 config.model_dump(include=set(HttpConfig.model_fields))
                 | {"requests_per_window": None}
             )
-            token_client = self._client(token_config, FormEncodedBody())
+            token_client = self._client(token_config, None)
             self.tokens = OAuthTokens(config.oauth, token_client, config.token_url, clock=monotonic)
             auth = OAuthRefresh(self.tokens)
         elif config.access_token is not None:
@@ -141,7 +141,7 @@ class HubSpotConnector:
         }
 
     def _client(
-        self, config: HttpConfig, auth: httpx.Auth, *, pacer: Pacer | None = None
+        self, config: HttpConfig, auth: httpx.Auth | None, *, pacer: Pacer | None = None
     ) -> HttpClient:
         client = HttpClient(
             config,

@@ -164,6 +164,14 @@ class _Retriable(Exception):
         self.floor = floor
 
 
+def _body(json: Any, data: Mapping[str, str] | None) -> dict[str, Any]:
+    if json is not None and data is not None:
+        raise ValueError("send a JSON body or form data, not both")
+    if data is not None:
+        return {"data": dict(data)}
+    return {"json": json} if json is not None else {}
+
+
 class HttpClient:
     """A thread-safe JSON-over-HTTP client with timeouts, retries and pacing.
 
@@ -228,10 +236,15 @@ class HttpClient:
         *,
         params: QueryParams | None = None,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send a request with retries; return the final response (status below 400)."""
-        return self._with_retries(method, url, params, json, headers, lambda _what, r: r)
+        """Send a request with retries; return the final response (status below 400).
+
+        The body is ``json`` (sent as JSON) or ``data`` (sent as a form), not both.
+        """
+        body = _body(json, data)
+        return self._with_retries(method, url, params, body, headers, lambda _what, r: r)
 
     def request_json(
         self,
@@ -240,10 +253,12 @@ class HttpClient:
         *,
         params: QueryParams | None = None,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send a request with retries and return its parsed JSON body (``None`` for a 204)."""
-        return self._with_retries(method, url, params, json, headers, self._read_json)
+        body = _body(json, data)
+        return self._with_retries(method, url, params, body, headers, self._read_json)
 
     def get_json(
         self,
@@ -260,11 +275,12 @@ class HttpClient:
         url: str,
         *,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         params: QueryParams | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """``POST`` ``json`` to ``url`` and return the parsed JSON body of the answer."""
-        return self.request_json("POST", url, params=params, json=json, headers=headers)
+        """``POST`` ``json`` (or the form ``data``) and return the parsed JSON answer."""
+        return self.request_json("POST", url, params=params, json=json, data=data, headers=headers)
 
     def close(self) -> None:
         """Close the connections (and the transport)."""
@@ -286,7 +302,7 @@ class HttpClient:
         method: str,
         url: str,
         params: QueryParams | None,
-        json: Any,
+        body: Mapping[str, Any],
         headers: Mapping[str, str] | None,
         read: Callable[[str, httpx.Response], T],
     ) -> T:
@@ -300,7 +316,7 @@ class HttpClient:
         )
 
         def attempt() -> T:
-            return self._attempt(method, url, params, json, headers, read)
+            return self._attempt(method, url, params, body, headers, read)
 
         try:
             return retrying(attempt)
@@ -315,11 +331,11 @@ class HttpClient:
         method: str,
         url: str,
         params: QueryParams | None,
-        json: Any,
+        body: Mapping[str, Any],
         headers: Mapping[str, str] | None,
         read: Callable[[str, httpx.Response], T],
     ) -> T:
-        request = self._client.build_request(method, url, params=params, json=json, headers=headers)
+        request = self._client.build_request(method, url, params=params, headers=headers, **body)
         what = f"{request.method} {_EMAIL.sub(_MASKED_EMAIL, request.url.path)}"
         with self._slots:
             self._pacer.acquire()

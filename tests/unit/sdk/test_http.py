@@ -353,6 +353,24 @@ def test_post_json_sends_the_body_and_returns_the_parsed_answer(
     assert route.calls.last.request.headers["Authorization"] == f"Bearer {TOKEN}"
 
 
+def test_form_data_is_sent_url_encoded(crm: respx.MockRouter, fake: FakeTime) -> None:
+    route = crm.post("/oauth/token").respond(200, json={"ok": True})
+
+    with make_client(fake) as client:
+        assert client.post_json("/oauth/token", data={"grant_type": "refresh_token"}) == {
+            "ok": True
+        }
+
+    sent = route.calls.last.request
+    assert sent.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert sent.content == b"grant_type=refresh_token"
+
+
+def test_a_json_body_and_form_data_together_are_refused(fake: FakeTime) -> None:
+    with make_client(fake) as client, pytest.raises(ValueError, match="not both"):
+        client.post_json("/x", json={"a": 1}, data={"b": "2"})
+
+
 def test_a_204_answer_parses_as_none(crm: respx.MockRouter, fake: FakeTime) -> None:
     crm.patch("/things/1").respond(204)
 
