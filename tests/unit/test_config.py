@@ -69,6 +69,11 @@ def test_no_file_means_the_built_in_defaults() -> None:
         ),
         ("defaults:\n  tax_status: SOMETIMES\n", "defaults.tax_status", "TAXED"),
         ("connectors:\n  Bad Name:\n    type: demo\n", "connectors.Bad Name", "lower-case"),
+        (
+            "connectors:\n  crm:\n    type: demo\n    schedule: every day\n",
+            "connectors.crm.schedule",
+            "not a cron expression",
+        ),
     ],
 )
 def test_a_bad_config_names_the_file_the_key_and_the_problem(

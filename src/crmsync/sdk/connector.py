@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crmsync.domain.values import DEFAULT_PRIMARY_ORDER, PrimarySource
 from crmsync.sdk.records import Cursor, ObjectType, Page
@@ -52,6 +53,17 @@ class ConnectorConfig(BaseModel):
         default=None, description="cron expression (UTC) for scheduled runs; none: manual only"
     )
     page_size: int = Field(default=100, ge=1, le=10_000, description="records per page")
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronTrigger.from_crontab(value, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"not a cron expression: {exc}") from None
+        return value
+
     primary_contact_order: tuple[PrimarySource, ...] = Field(
         default=DEFAULT_PRIMARY_ORDER,
         min_length=1,
