@@ -257,3 +257,24 @@ def test_a_sync_killed_mid_way_and_run_again_ends_exactly_as_a_clean_run(
     clean_store = create_store(f"sqlite:///{tmp_path / 'clean.db'}")
     assert snapshot(killed_store) == snapshot(clean_store)
     assert resumed.json()["customers"]["customers"] == 1200
+
+
+def test_resync_reimports_a_record_fixed_in_the_crm(project: Path) -> None:
+    run_cli("sync", cwd=project)
+    companies = project / "examples" / "companies.csv"
+    rows = companies.read_text(encoding="utf-8").splitlines()
+    row = next(i for i, line in enumerate(rows) if line.startswith("C-1034,"))
+    cells = next(csv.reader([rows[row]]))
+    cells[6] = "90401"  # the postal code that was missing
+    cells[10] = "2026-06-01T00:00:00Z"
+    rows[row] = ",".join(f'"{c}"' if "," in c else c for c in cells)
+    companies.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    result = run_cli("resync", "sample", "--external-id", "C-1034", "--json", cwd=project)
+
+    assert result.code == 0, result.stderr
+    assert result.json()["runs"][0]["counts"]["updated"] == 1
+    listed = run_cli("customers", "list", "--json", cwd=project).json()
+    shown = next(c for c in listed if c["external_refs"][0]["external_id"] == "C-1034")
+    assert shown["billing_address"]["postal_code"] == "90401"
+    assert shown["ready"] is True
