@@ -81,6 +81,7 @@ class Pacer:
         self._paused_until = -math.inf
         self._budget_until = -math.inf
         self._budget_left = 0
+        self._horizon = 0.0  # how long starts are remembered (the longest interval seen)
 
     def acquire(self) -> float:
         """Block until a request may start; return the clock time it was let through."""
@@ -104,7 +105,12 @@ class Pacer:
             return
         interval = interval_seconds if interval_seconds and interval_seconds > 0 else self._window
         with self._lock:
-            self._budget_until = self._clock() + interval
+            now = self._clock()
+            self._horizon = max(self._horizon, interval)
+            # The server's window is rolling: its next slot frees when the oldest request
+            # it still counts (the oldest we started within the interval) falls out.
+            oldest = next((t for t in self._started if t > now - interval), now)
+            self._budget_until = oldest + interval
             self._budget_left = remaining - self._headroom
 
     def pause_until(self, deadline: float) -> None:
@@ -116,16 +122,17 @@ class Pacer:
         waits = [self._paused_until - now]
         if now < self._budget_until and self._budget_left <= 0:
             waits.append(self._budget_until - now)
+        horizon = max(self._window, self._horizon)
+        while self._started and self._started[0] + horizon <= now:
+            self._started.popleft()
         if self._limit is not None:
-            while self._started and self._started[0] + self._window <= now:
-                self._started.popleft()
-            if len(self._started) >= self._limit:
-                waits.append(self._started[0] + self._window - now)
+            in_window = [t for t in self._started if t + self._window > now]
+            if len(in_window) >= self._limit:
+                waits.append(in_window[-self._limit] + self._window - now)
         return max(waits)
 
     def _admit(self, now: float) -> None:
-        if self._limit is not None:
-            self._started.append(now)
+        self._started.append(now)
         if now < self._budget_until:
             self._budget_left -= 1
 

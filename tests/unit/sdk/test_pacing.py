@@ -168,3 +168,18 @@ def test_the_standard_policy_leaves_a_bare_429_to_the_client() -> None:
 
     assert policy.on_response(_response(429, {})) is None
     assert policy.budget(_response(429, {})) is None
+
+
+def test_an_exhausted_rolling_budget_frees_when_the_oldest_request_leaves_the_window() -> None:
+    fake = FakeTime(start=1000.0)
+    pacer = Pacer(None, 10.0, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(10):  # ten requests spread over nine seconds, the last one uses the budget
+        pacer.acquire()
+        fake.now += 1.0
+    fake.now = 1009.5
+    pacer.observe(remaining=0, interval_seconds=10.0)
+
+    admitted = pacer.acquire()
+
+    # the first request (t=1000) leaves the server's rolling window at 1010, not 10 s from now
+    assert admitted == pytest.approx(1010.0)
