@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from tests.support.data import company, contact, later, make_engine
 from tests.support.memory import Boom, MemoryConnector
 from tests.support.snapshot import max_updated_at, row_counts, snapshot
 
+from crmsync.adapters.readiness import refresh_customers
 from crmsync.adapters.store import Store
-from crmsync.sdk import BadRecord, ObjectType
+from crmsync.adapters.tables import customers
+from crmsync.domain import DEFAULT_PRIMARY_ORDER, TaxStatus
+from crmsync.sdk import BadRecord, ObjectType, utc_now
 
 
 def sample() -> MemoryConnector:
@@ -126,6 +130,69 @@ def test_a_record_older_than_the_stored_one_never_overwrites_it(store: Store) ->
     )
 
     assert snapshot(store)["crm/c1"]["name"] == "Fresh"
+
+
+def test_a_contact_older_than_the_stored_one_never_overwrites_it(store: Store) -> None:
+    fresh = contact(1, "c1", name="Fresh", modified_at=later(10))
+    make_engine(store).run("crm", MemoryConnector(companies=[company(1)], contacts=[fresh]))
+
+    stale = contact(1, "c1", name="Stale", modified_at=later(1))
+    result = make_engine(store).run(
+        "crm", MemoryConnector(companies=[company(1)], contacts=[stale]), full=True
+    )
+
+    assert result.counts.unchanged == 2
+    assert [c[1] for c in snapshot(store)["crm/c1"]["contacts"]] == ["Fresh"]
+
+
+def test_the_readiness_a_sync_stores_is_what_the_rules_compute_from_the_store(
+    store: Store,
+) -> None:
+    # contacts of c8 arrive a run before their company; c4 and c5 (later page) and c6
+    # and c7 (same page) want the same alias; some companies never get contacts
+    make_engine(store).run("crm", MemoryConnector(contacts=[contact(8, "c8", billing=("c8",))]))
+    varied = MemoryConnector(
+        companies=[
+            company(1),
+            company(2),
+            company(3, country="US", state=None),
+            company(4, aliases=("shared",)),
+            company(5, aliases=("SHARED", "own-5")),
+            company(6, aliases=("dup",)),
+            company(7, aliases=("dup",)),
+            company(8, name=None, tax_status=TaxStatus.TAX_EXEMPT),
+        ],
+        contacts=[contact(1, "c1", billing=("c1",)), contact(2, "c1"), contact(3, "c2")],
+        page_size=2,
+    )
+    make_engine(store).run("crm", varied, full=True)
+    stored = snapshot(store)
+
+    with store.begin() as conn:
+        ids = list(conn.execute(sa.select(customers.c.id)).scalars())
+        changed = refresh_customers(
+            conn, ids, order_for=lambda _name: DEFAULT_PRIMARY_ORDER, now=utc_now()
+        )
+
+    assert changed == 0
+    assert snapshot(store) == stored
+    assert stored["crm/c5"]["conflicts"] == ["SHARED"]
+    assert stored["crm/c8"]["contacts"][0][4] == "PRIMARY"
+
+
+def test_a_bulk_import_keeps_the_postgresql_planner_statistics_current(store: Store) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite plans without table statistics")
+    count = sa.text("SELECT reltuples FROM pg_class WHERE relname = 'customers'")
+    with store.begin() as conn:
+        conn.execute(sa.text("ANALYZE customers"))
+        assert conn.execute(count).scalar_one() <= 0  # empty (or never analyzed)
+
+    companies = [company(i) for i in range(1_200)]
+    make_engine(store).run("crm", MemoryConnector(companies=companies, page_size=500))
+
+    with store.begin() as conn:
+        assert conn.execute(count).scalar_one() >= 1_000  # analyzed after 1,000 records
 
 
 def test_bad_records_are_quarantined_with_their_reason_and_the_run_goes_on(store: Store) -> None:

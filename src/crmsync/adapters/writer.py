@@ -1,9 +1,10 @@
 """Writing one page of CRM records into the store: batched, idempotent, safe to race.
 
-For each page the writer reads what the store already has for the page's ids in
-one query, skips records whose content hash is unchanged (so a second sync over
-the same data writes nothing, not even timestamps), and writes the rest with
-multi-row statements. Concurrent writers are safe:
+For each page the writer reads the content hashes the store holds for the page's
+ids in one query, skips records whose hash is unchanged (so a second sync over the
+same data writes nothing, not even timestamps), reads the stored rows of the others
+and writes them with multi-row statements. A customer created from a new company
+is inserted with its readiness already computed. Concurrent writers are safe:
 
 - a new CRM company is *claimed* by inserting its ``external_refs`` row with
   ``ON CONFLICT DO NOTHING``; only the claimant creates the customer (the foreign
@@ -20,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,8 +29,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crmsync.adapters.readiness import OrderFor, refresh_customers
-from crmsync.adapters.sql import insert_for, new_id, select_in
+from crmsync.adapters.readiness import OrderFor, new_customer_readiness, refresh_customers
+from crmsync.adapters.sql import insert_for, insert_rows, new_id, select_in, update_rows
 from crmsync.adapters.tables import (
     aliases,
     billing_schedules,
@@ -44,6 +45,7 @@ from crmsync.domain import (
     BillingPreference,
     ContactOrigin,
     FieldSource,
+    PrimarySource,
     TaxStatus,
     check_email,
     normalize_address,
@@ -87,6 +89,25 @@ def _last_by_id(records: Iterable[Any]) -> list[Any]:
     return list(latest.values())
 
 
+def _memberships(
+    record: ContactRecord, customer_of: Mapping[str, str]
+) -> tuple[dict[str, bool], dict[str, bool]]:
+    """Where a contact belongs: (customer id -> designated) for companies the store
+    knows, (company external id -> designated) for companies still to come."""
+    desired: dict[str, bool] = {}
+    waiting: dict[str, bool] = {}
+    if not record.deleted:
+        for link in record.companies:
+            cid = customer_of.get(link.company_id)
+            if cid is None:
+                waiting[link.company_id] = waiting.get(link.company_id, False) or (
+                    link.billing_contact
+                )
+            else:
+                desired[cid] = desired.get(cid, False) or link.billing_contact
+    return desired, waiting
+
+
 def _clean_aliases(values: Iterable[str]) -> list[str]:
     seen: dict[str, str] = {}
     for value in values:
@@ -94,59 +115,6 @@ def _clean_aliases(values: Iterable[str]) -> list[str]:
         if text and text.casefold() not in seen:
             seen[text.casefold()] = text
     return list(seen.values())
-
-
-_UPDATE_CUSTOMER = (
-    sa.update(customers)
-    .where(customers.c.id == sa.bindparam("b_id"))
-    .values(
-        company_name=sa.bindparam("b_company_name"),
-        line1=sa.bindparam("b_line1"),
-        line2=sa.bindparam("b_line2"),
-        city=sa.bindparam("b_city"),
-        state=sa.bindparam("b_state"),
-        postal_code=sa.bindparam("b_postal_code"),
-        country=sa.bindparam("b_country"),
-        tax_status=sa.bindparam("b_tax_status"),
-        tax_status_source=sa.bindparam("b_tax_status_source"),
-        updated_at=sa.bindparam("b_now"),
-    )
-)
-_UPDATE_REF = (
-    sa.update(external_refs)
-    .where(
-        external_refs.c.connector == sa.bindparam("b_connector"),
-        external_refs.c.object_type == sa.bindparam("b_type"),
-        external_refs.c.external_id == sa.bindparam("b_external_id"),
-    )
-    .values(
-        content_hash=sa.bindparam("b_hash"),
-        source_modified_at=sa.bindparam("b_modified"),
-        deleted_at=sa.bindparam("b_deleted_at"),
-        updated_at=sa.bindparam("b_now"),
-    )
-)
-_UPDATE_CONTACT = (
-    sa.update(contacts)
-    .where(contacts.c.id == sa.bindparam("b_id"))
-    .values(
-        name=sa.bindparam("b_name"),
-        email=sa.bindparam("b_email"),
-        email_valid=sa.bindparam("b_email_valid"),
-        crm_designated=sa.bindparam("b_designated"),
-        designated_at=sa.bindparam("b_designated_at"),
-        content_hash=sa.bindparam("b_hash"),
-        source_modified_at=sa.bindparam("b_modified"),
-        removed_at=sa.bindparam("b_removed_at"),
-        billing_preference=sa.bindparam("b_pref"),
-        updated_at=sa.bindparam("b_now"),
-    )
-)
-_SET_CONFLICTS = (
-    sa.update(customers)
-    .where(customers.c.id == sa.bindparam("b_id"))
-    .values(alias_conflicts=sa.bindparam("b_conflicts"), updated_at=sa.bindparam("b_now"))
-)
 
 
 class Writer:
@@ -174,6 +142,43 @@ class Writer:
         recs = _last_by_id(records)
         if not recs:
             return counts
+        known = (
+            external_refs.c.connector == self.connector,
+            external_refs.c.object_type == ObjectType.COMPANY.value,
+            external_refs.c.customer_id == customers.c.id,
+        )
+        # First tell unchanged records apart by their hashes; only the others need
+        # their stored rows in full.
+        stored = {
+            row.external_id: row
+            for row in select_in(
+                self.conn,
+                [
+                    external_refs.c.external_id,
+                    external_refs.c.content_hash,
+                    external_refs.c.merged_into,
+                ],
+                external_refs.c.external_id,
+                (r.external_id for r in recs),
+                *known,
+            )
+        }
+        hashes = {r.external_id: content_hash(r) for r in recs}
+        to_create: list[CompanyRecord] = []
+        changed: list[CompanyRecord] = []
+        for r in recs:
+            seen = stored.get(r.external_id)
+            if seen is None:
+                if r.deleted:  # deleted before we ever saw it: nothing to hold
+                    counts.unchanged += 1
+                else:
+                    to_create.append(r)
+            elif seen.merged_into is not None:
+                counts.unchanged += 1  # merged into another record, which governs now
+            elif seen.content_hash == hashes[r.external_id]:
+                counts.unchanged += 1
+            else:
+                changed.append(r)
         existing = {
             row.external_id: row
             for row in select_in(
@@ -181,38 +186,25 @@ class Writer:
                 [
                     external_refs.c.external_id,
                     external_refs.c.customer_id,
-                    external_refs.c.content_hash,
                     external_refs.c.source_modified_at,
                     external_refs.c.deleted_at,
-                    external_refs.c.merged_into,
                     customers.c.tax_status_source,
                     customers.c.tax_status,
                 ],
                 external_refs.c.external_id,
-                (r.external_id for r in recs),
-                external_refs.c.connector == self.connector,
-                external_refs.c.object_type == ObjectType.COMPANY.value,
-                external_refs.c.customer_id == customers.c.id,
+                (r.external_id for r in changed),
+                *known,
             )
         }
-        hashes = {r.external_id: content_hash(r) for r in recs}
-        to_create: list[CompanyRecord] = []
         to_update: list[tuple[CompanyRecord, Any]] = []
-        for r in recs:
-            row = existing.get(r.external_id)
-            if row is None:
-                if r.deleted:  # deleted before we ever saw it: nothing to hold
-                    counts.unchanged += 1
-                else:
-                    to_create.append(r)
-            elif row.merged_into is not None:
-                counts.unchanged += 1  # merged into another record, which governs now
-            elif row.content_hash == hashes[r.external_id] or (
+        for r in changed:
+            row = existing[r.external_id]
+            if (
                 r.modified_at is not None
                 and row.source_modified_at is not None
                 and r.modified_at < row.source_modified_at
             ):
-                counts.unchanged += 1
+                counts.unchanged += 1  # older than what we hold: never overwrite
             else:
                 to_update.append((r, row))
 
@@ -293,55 +285,74 @@ class Writer:
             "tax_status_source": source,
         }
 
+    def _new_customer(
+        self, customer_id: str, r: CompanyRecord, order: Sequence[PrimarySource]
+    ) -> dict[str, Any]:
+        """The ``customers`` row for a new CRM company, with its readiness."""
+        values = {
+            "id": customer_id,
+            **self._company_values(r, None, None),
+            "manual_primary_contact_id": None,
+            "manual_primary_set_at": None,
+            "alias_conflicts": [],
+            "archived_at": None,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+        values["ready"], values["blocked_reasons"] = new_customer_readiness(values, order=order)
+        return values
+
     def _create_companies(
         self, recs: list[CompanyRecord], hashes: dict[str, str], counts: WriteCounts
     ) -> list[CompanyRecord]:
         now = self.now
         ids = {r.external_id: new_id("cus") for r in recs}
-        claim = insert_for(self.conn, external_refs).on_conflict_do_nothing()
-        claimed = {
-            row.external_id
-            for row in self.conn.execute(
-                claim.returning(external_refs.c.external_id),
-                [
-                    {
-                        "connector": self.connector,
-                        "object_type": ObjectType.COMPANY.value,
-                        "external_id": r.external_id,
-                        "customer_id": ids[r.external_id],
-                        "content_hash": hashes[r.external_id],
-                        "source_modified_at": r.modified_at,
-                        "deleted_at": None,
-                        "merged_into": None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for r in recs
-                ],
-            )
-        }
+        inserted = insert_rows(
+            self.conn,
+            external_refs,
+            [
+                {
+                    "connector": self.connector,
+                    "object_type": ObjectType.COMPANY.value,
+                    "external_id": r.external_id,
+                    "customer_id": ids[r.external_id],
+                    "content_hash": hashes[r.external_id],
+                    "source_modified_at": r.modified_at,
+                    "deleted_at": None,
+                    "merged_into": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in recs
+            ],
+            skip_conflicts=True,
+        )
+        if inserted == len(recs):
+            claimed = set(ids)
+        else:  # some were claimed by a concurrent writer: ours carry the ids made here
+            claimed = {
+                row.external_id
+                for row in select_in(
+                    self.conn,
+                    [external_refs.c.external_id, external_refs.c.customer_id],
+                    external_refs.c.external_id,
+                    ids,
+                    external_refs.c.connector == self.connector,
+                    external_refs.c.object_type == ObjectType.COMPANY.value,
+                )
+                if row.customer_id == ids[row.external_id]
+            }
         won = [r for r in recs if r.external_id in claimed]
         if won:
-            self.conn.execute(
-                sa.insert(customers),
-                [
-                    {
-                        "id": ids[r.external_id],
-                        **self._company_values(r, None, None),
-                        "manual_primary_contact_id": None,
-                        "manual_primary_set_at": None,
-                        "alias_conflicts": [],
-                        "ready": False,
-                        "blocked_reasons": [],
-                        "archived_at": None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for r in won
-                ],
+            order = self.order_for(self.connector)
+            insert_rows(
+                self.conn,
+                customers,
+                [self._new_customer(ids[r.external_id], r, order) for r in won],
             )
-            self.conn.execute(
-                sa.insert(aliases),
+            insert_rows(
+                self.conn,
+                aliases,
                 [
                     {
                         "value": ids[r.external_id],
@@ -354,43 +365,45 @@ class Writer:
                     for r in won
                 ],
             )
-            self._sync_aliases({ids[r.external_id]: r.aliases for r in won}, {})
-            self._attach_pending({r.external_id: ids[r.external_id] for r in won}, counts)
+            # The customers were inserted ready or blocked as they are now; only those
+            # whose aliases conflict or that waiting contacts join need a refresh.
+            counts.touched |= self._sync_aliases(
+                {ids[r.external_id]: r.aliases for r in won}, {}, new=True
+            )
+            counts.touched |= self._attach_pending({r.external_id: ids[r.external_id] for r in won})
             counts.created += len(won)
-            counts.touched.update(ids[r.external_id] for r in won)
         return [r for r in recs if r.external_id not in claimed]
 
     def _update_companies(
         self, pairs: list[tuple[CompanyRecord, Any]], hashes: dict[str, str], counts: WriteCounts
     ) -> None:
         now = self.now
-        self.conn.execute(
-            _UPDATE_CUSTOMER,
+        update_rows(
+            self.conn,
+            customers,
+            ["id"],
             [
                 {
-                    "b_id": row.customer_id,
-                    "b_now": now,
-                    **{
-                        f"b_{k}": v
-                        for k, v in self._company_values(
-                            r, row.tax_status_source, row.tax_status
-                        ).items()
-                    },
+                    "id": row.customer_id,
+                    **self._company_values(r, row.tax_status_source, row.tax_status),
+                    "updated_at": now,
                 }
                 for r, row in pairs
             ],
         )
-        self.conn.execute(
-            _UPDATE_REF,
+        update_rows(
+            self.conn,
+            external_refs,
+            ["connector", "object_type", "external_id"],
             [
                 {
-                    "b_connector": self.connector,
-                    "b_type": ObjectType.COMPANY.value,
-                    "b_external_id": r.external_id,
-                    "b_hash": hashes[r.external_id],
-                    "b_modified": r.modified_at,
-                    "b_deleted_at": (row.deleted_at or now) if r.deleted else None,
-                    "b_now": now,
+                    "connector": self.connector,
+                    "object_type": ObjectType.COMPANY.value,
+                    "external_id": r.external_id,
+                    "content_hash": hashes[r.external_id],
+                    "source_modified_at": r.modified_at,
+                    "deleted_at": (row.deleted_at or now) if r.deleted else None,
+                    "updated_at": now,
                 }
                 for r, row in pairs
             ],
@@ -415,8 +428,15 @@ class Writer:
             found[row.customer_id].add(row.value)
         return found
 
-    def _sync_aliases(self, wanted: dict[str, Sequence[str]], current: dict[str, set[str]]) -> None:
-        """Make each customer's CRM aliases (from this connector) what the CRM says."""
+    def _sync_aliases(
+        self, wanted: dict[str, Sequence[str]], current: dict[str, set[str]], *, new: bool = False
+    ) -> set[str]:
+        """Make each customer's CRM aliases (from this connector) what the CRM says.
+
+        Returns the customers whose stored alias conflicts changed. ``new``: the
+        customers were created in this transaction with no conflicts stored, so only
+        those that have some need writing.
+        """
         now = self.now
         desired = {cid: _clean_aliases(values) for cid, values in wanted.items()}
         remove = [
@@ -479,11 +499,13 @@ class Writer:
             for row in wanted_rows:
                 if row["value"] not in inserted:  # a concurrent writer took it
                     conflicts[row["customer_id"]].append(row["value"])
-        self._store_conflicts(conflicts)
+        if new:
+            conflicts = {cid: values for cid, values in conflicts.items() if values}
+        return self._store_conflicts(conflicts)
 
-    def _store_conflicts(self, conflicts: dict[str, list[str]]) -> None:
+    def _store_conflicts(self, conflicts: dict[str, list[str]]) -> set[str]:
         if not conflicts:
-            return
+            return set()
         rows = select_in(
             self.conn,
             [customers.c.id, customers.c.alias_conflicts],
@@ -491,12 +513,12 @@ class Writer:
             conflicts.keys(),
         )
         changes = [
-            {"b_id": row.id, "b_conflicts": sorted(conflicts[row.id]), "b_now": self.now}
+            {"id": row.id, "alias_conflicts": sorted(conflicts[row.id]), "updated_at": self.now}
             for row in rows
             if sorted(row.alias_conflicts or []) != sorted(conflicts[row.id])
         ]
-        if changes:
-            self.conn.execute(_SET_CONFLICTS, changes)
+        update_rows(self.conn, customers, ["id"], changes)
+        return {change["id"] for change in changes}
 
     # -- contacts ------------------------------------------------------------------
 
@@ -518,25 +540,6 @@ class Writer:
                 external_refs.c.object_type == ObjectType.COMPANY.value,
             )
         }
-        members: dict[str, dict[str, Any]] = defaultdict(dict)
-        for row in select_in(
-            self.conn,
-            [
-                contacts.c.id,
-                contacts.c.customer_id,
-                contacts.c.external_id,
-                contacts.c.content_hash,
-                contacts.c.crm_designated,
-                contacts.c.designated_at,
-                contacts.c.removed_at,
-                contacts.c.source_modified_at,
-                contacts.c.billing_preference,
-            ],
-            contacts.c.external_id,
-            (r.external_id for r in recs),
-            contacts.c.connector == self.connector,
-        ):
-            members[row.external_id][row.customer_id] = row
         pending: dict[str, set[str]] = defaultdict(set)
         for row in select_in(
             self.conn,
@@ -547,25 +550,65 @@ class Writer:
         ):
             pending[row.contact_external_id].add(row.company_external_id)
 
+        # First tell unchanged records apart with the few columns that takes (their
+        # memberships' hashes); only the others need their stored rows in full.
+        active_hashes: dict[str, dict[str, str | None]] = defaultdict(dict)
+        stored: set[str] = set()
+        for row in select_in(
+            self.conn,
+            [
+                contacts.c.external_id,
+                contacts.c.customer_id,
+                contacts.c.content_hash,
+                contacts.c.removed_at.is_(None).label("active"),
+            ],
+            contacts.c.external_id,
+            (r.external_id for r in recs),
+            contacts.c.connector == self.connector,
+        ):
+            stored.add(row.external_id)
+            if row.active:
+                active_hashes[row.external_id][row.customer_id] = row.content_hash
+        changed: list[tuple[ContactRecord, str, dict[str, bool], dict[str, bool]]] = []
+        for r in recs:
+            digest = content_hash(r)
+            desired, waiting = _memberships(r, customer_of)
+            active_now = active_hashes.get(r.external_id, {})
+            if (
+                active_now.keys() == desired.keys()
+                and all(value == digest for value in active_now.values())
+                and pending.get(r.external_id, set()) == waiting.keys()
+            ):
+                counts.unchanged += 1
+            else:
+                changed.append((r, digest, desired, waiting))
+
+        members: dict[str, dict[str, Any]] = defaultdict(dict)
+        for row in select_in(
+            self.conn,
+            [
+                contacts.c.id,
+                contacts.c.customer_id,
+                contacts.c.external_id,
+                contacts.c.crm_designated,
+                contacts.c.designated_at,
+                contacts.c.removed_at,
+                contacts.c.source_modified_at,
+                contacts.c.billing_preference,
+            ],
+            contacts.c.external_id,
+            (r.external_id for r, *_ in changed if r.external_id in stored),
+            contacts.c.connector == self.connector,
+        ):
+            members[row.external_id][row.customer_id] = row
+
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         add_pending: list[dict[str, Any]] = []
         drop_pending: list[tuple[str, str]] = []
-        for r in recs:
-            digest = content_hash(r)
+        for r, digest, desired, waiting in changed:
             have = members.get(r.external_id, {})
             active = {cid: row for cid, row in have.items() if row.removed_at is None}
-            desired: dict[str, bool] = {}
-            waiting: dict[str, bool] = {}
-            if not r.deleted:
-                for link in r.companies:
-                    cid = customer_of.get(link.company_id)
-                    if cid is None:
-                        waiting[link.company_id] = waiting.get(link.company_id, False) or (
-                            link.billing_contact
-                        )
-                    else:
-                        desired[cid] = desired.get(cid, False) or link.billing_contact
             newest = max(
                 (
                     row.source_modified_at
@@ -576,13 +619,6 @@ class Writer:
             )
             if r.modified_at is not None and newest is not None and r.modified_at < newest:
                 counts.unchanged += 1  # older than what we hold: never overwrite
-                continue
-            if (
-                set(active) == set(desired)
-                and all(row.content_hash == digest for row in active.values())
-                and pending.get(r.external_id, set()) == set(waiting)
-            ):
-                counts.unchanged += 1
                 continue
             email = check_email(r.email)
             for cid, designated in desired.items():
@@ -595,38 +631,38 @@ class Writer:
                 keep_since = member.crm_designated and member.removed_at is None
                 updates.append(
                     {
-                        "b_id": member.id,
-                        "b_name": r.name or None,
-                        "b_email": email.value,
-                        "b_email_valid": email.valid,
-                        "b_designated": designated,
-                        "b_designated_at": (member.designated_at if keep_since else self.now)
+                        "id": member.id,
+                        "name": r.name or None,
+                        "email": email.value,
+                        "email_valid": email.valid,
+                        "crm_designated": designated,
+                        "designated_at": (member.designated_at if keep_since else self.now)
                         if designated
                         else None,
-                        "b_hash": digest,
-                        "b_modified": r.modified_at,
-                        "b_removed_at": None,
-                        "b_pref": member.billing_preference
+                        "content_hash": digest,
+                        "source_modified_at": r.modified_at,
+                        "removed_at": None,
+                        "billing_preference": member.billing_preference
                         if member.removed_at is None
                         else BillingPreference.STANDARD.value,
-                        "b_now": self.now,
+                        "updated_at": self.now,
                     }
                 )
             for cid, row in active.items():
                 if cid not in desired:
                     updates.append(
                         {
-                            "b_id": row.id,
-                            "b_name": r.name or None,
-                            "b_email": email.value,
-                            "b_email_valid": email.valid,
-                            "b_designated": False,
-                            "b_designated_at": None,
-                            "b_hash": digest,
-                            "b_modified": r.modified_at,
-                            "b_removed_at": self.now,
-                            "b_pref": BillingPreference.NONE.value,
-                            "b_now": self.now,
+                            "id": row.id,
+                            "name": r.name or None,
+                            "email": email.value,
+                            "email_valid": email.valid,
+                            "crm_designated": False,
+                            "designated_at": None,
+                            "content_hash": digest,
+                            "source_modified_at": r.modified_at,
+                            "removed_at": self.now,
+                            "billing_preference": BillingPreference.NONE.value,
+                            "updated_at": self.now,
                         }
                     )
             for company_id, designated in waiting.items():
@@ -649,10 +685,8 @@ class Writer:
             else:
                 counts.created += 1
 
-        if updates:
-            self.conn.execute(_UPDATE_CONTACT, updates)
-        if inserts:
-            self.conn.execute(insert_for(self.conn, contacts).on_conflict_do_nothing(), inserts)
+        update_rows(self.conn, contacts, ["id"], updates)
+        insert_rows(self.conn, contacts, inserts, skip_conflicts=True)
         self._save_pending(add_pending, drop_pending)
         return counts
 
@@ -746,8 +780,11 @@ class Writer:
                 )
             )
 
-    def _attach_pending(self, customer_of: dict[str, str], counts: WriteCounts) -> None:
-        """Attach contacts that arrived before the companies they belong to."""
+    def _attach_pending(self, customer_of: dict[str, str]) -> set[str]:
+        """Attach contacts that arrived before the companies they belong to.
+
+        Returns the customers that got contacts.
+        """
         rows = select_in(
             self.conn,
             [
@@ -760,7 +797,7 @@ class Writer:
             pending_links.c.connector == self.connector,
         )
         if not rows:
-            return
+            return set()
         inserts = []
         for row in rows:
             data = dict(row.record)
@@ -777,7 +814,7 @@ class Writer:
                     email.valid,
                 )
             )
-        self.conn.execute(insert_for(self.conn, contacts).on_conflict_do_nothing(), inserts)
+        insert_rows(self.conn, contacts, inserts, skip_conflicts=True)
         for row in rows:
             self.conn.execute(
                 sa.delete(pending_links).where(
@@ -786,6 +823,7 @@ class Writer:
                     pending_links.c.company_external_id == row.company_external_id,
                 )
             )
+        return {customer_of[row.company_external_id] for row in rows}
 
     # -- readiness -----------------------------------------------------------------
 

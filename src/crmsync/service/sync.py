@@ -262,6 +262,7 @@ class SyncEngine:
             return total, page_counts
 
         total, page_counts = self._transaction(work)
+        self.store.note_written(page_counts.created + page_counts.updated)
         _assign(counts, total)
         _assign(stream_counts, _plus(stream_counts, page_counts))
 
