@@ -191,16 +191,25 @@ def _order_for(_connector: str | None) -> Sequence[PrimarySource]:
     return DEFAULT_PRIMARY_ORDER
 
 
-def _fresh_postgres(url: str) -> None:
+def _bench_database(url: str) -> sa.URL:
+    """The PostgreSQL URL, refused unless its database is named as a benchmark's own."""
     parsed = sa.make_url(url)
-    name = parsed.database or ""
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop database {name!r}: its name must contain 'bench'")
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")  # as the store does
+    if "bench" not in (parsed.database or ""):
+        raise ValueError(
+            f"refusing to drop database {parsed.database!r}: its name must contain 'bench'"
+        )
+    return parsed
+
+
+def _fresh_postgres(url: str) -> None:
+    parsed = _bench_database(url)
     admin = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{parsed.database}"'))
     finally:
         admin.dispose()
 
@@ -342,6 +351,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.customers < 1 or args.page_size < 1:
         parser.error("--customers and --page-size must be positive")
+    if args.backend != "sqlite":
+        try:
+            _bench_database(args.database_url)
+        except (ValueError, sa.exc.ArgumentError) as exc:
+            parser.error(f"--database-url: {exc}")
     return args
 
 
