@@ -215,14 +215,21 @@ def _invalid_model(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
+def _identity(
+    read: _Reader, id_column: str, modified_column: str | None
+) -> tuple[str | None, datetime | None]:
+    """The row's id (a missing one is a problem) and its modification time."""
+    external_id = read.get(id_column, parse_text, None)
+    if external_id is None and not read.problems:
+        read.problems.append(f"no id (column {id_column!r} is empty)")
+    return external_id, read.get(modified_column, parse_timestamp, None)
+
+
 def map_company(row: Row, source: CompanyFileSource) -> Mapped:
     """A company row as a :class:`CompanyRecord`, or a :class:`BadRecord`."""
     columns = source.columns
     read = _Reader(row)
-    external_id = read.get(columns.external_id, parse_text, None)
-    if external_id is None and not read.problems:
-        read.problems.append(f"no id (column {columns.external_id!r} is empty)")
-    modified_at = read.get(columns.modified_at, parse_timestamp, None)
+    external_id, modified_at = _identity(read, columns.external_id, columns.modified_at)
     fields = {
         "name": read.get(columns.name, parse_text, None),
         "line1": read.get(columns.line1, parse_text, None),
@@ -278,10 +285,7 @@ def map_contact(row: Row, source: ContactFileSource) -> Mapped:
     """A contact row as a :class:`ContactRecord`, or a :class:`BadRecord`."""
     columns = source.columns
     read = _Reader(row)
-    external_id = read.get(columns.external_id, parse_text, None)
-    if external_id is None and not read.problems:
-        read.problems.append(f"no id (column {columns.external_id!r} is empty)")
-    modified_at = read.get(columns.modified_at, parse_timestamp, None)
+    external_id, modified_at = _identity(read, columns.external_id, columns.modified_at)
     name = read.get(columns.name, parse_text, None)
     if name is None:
         parts = (

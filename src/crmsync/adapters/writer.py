@@ -19,7 +19,6 @@ Nothing here commits: the engine wraps a page and its cursor in one transaction.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -885,8 +884,3 @@ def fold_customer(conn: Connection, loser: str, winner: str, now: datetime) -> N
             sa.update(customers).where(customers.c.id == winner).values(updated_at=now, **changes)
         )
     conn.execute(sa.delete(customers).where(customers.c.id == loser))
-
-
-def dump_record(record: CompanyRecord | ContactRecord) -> str:
-    """The record as JSON text (for the quarantine and debugging)."""
-    return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)

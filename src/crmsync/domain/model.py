@@ -214,9 +214,6 @@ def assess(
     return reasons
 
 
-INVOICE_STATUSES = ("IN_PROGRESS", "DRAFT", "FINAL", "SENT", "VOIDED")
-
-
 def archive_plan(
     schedules: Sequence[tuple[str, datetime | None]],
     invoices: Sequence[tuple[str, str]],
