@@ -105,6 +105,56 @@ def test_a_primary_without_email_holds_the_customer(store: Store) -> None:
     assert codes(customer_of(store, "c1")) == ["primary_contact_without_email"]
 
 
+def test_every_contact_shows_whether_its_email_is_valid_not_only_the_primary(
+    store: Store,
+) -> None:
+    sync(
+        store,
+        [company(1)],
+        [contact(1, "c1", billing=("c1",)), contact(2, "c1", email="person2 at example")],
+    )
+
+    validity = {c["email"]: c["email_valid"] for c in customer_of(store, "c1")["contacts"]}
+    assert validity == {"person1@example.com": True, "person2 at example": False}
+
+
+def test_a_primary_whose_email_is_fixed_in_the_crm_releases_the_customer(store: Store) -> None:
+    sync(store, [company(1)], [contact(1, "c1", email="person1@")])
+    assert codes(customer_of(store, "c1")) == ["primary_contact_invalid_email"]
+
+    sync(store, [], [contact(1, "c1", email="person1@example.com", modified_at=later(5))])
+
+    data = customer_of(store, "c1")
+    assert data["ready"] is True
+    assert data["primary_billing_contact"]["email_valid"] is True
+
+
+def test_a_contact_can_be_named_by_its_email_in_any_case(store: Store) -> None:
+    sync(
+        store,
+        [company(1)],
+        [contact(1, "c1", billing=("c1",)), contact(2, "c1", email="Ann.Lee@Example.COM")],
+    )
+    customer_id = customer_of(store, "c1")["id"]
+
+    with store.begin() as conn:
+        data = service.set_primary(conn, customer_id, "ann.lee@example.com", now=utc_now())
+
+    assert primary_email(data) == "Ann.Lee@Example.COM"
+
+
+def test_adding_a_contact_whose_email_a_crm_contact_has_in_other_case_is_refused(
+    store: Store,
+) -> None:
+    sync(store, [company(1)], [contact(1, "c1", email="Ann@Example.com")])
+    customer_id = customer_of(store, "c1")["id"]
+
+    with store.begin() as conn, pytest.raises(RuleViolation, match="already has a contact"):
+        service.add_contact(
+            conn, customer_id, name="Ann", email="ann@example.com", primary=False, now=utc_now()
+        )
+
+
 def test_an_incomplete_address_holds_the_customer_and_names_what_is_missing(store: Store) -> None:
     sync(
         store,

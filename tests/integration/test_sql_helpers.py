@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+import time
+from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
-from crmsync.adapters.sql import insert_rows, select_in, update_rows
+from crmsync.adapters.sql import insert_rows, new_id, select_in, update_rows
 from crmsync.adapters.store import Store
-from crmsync.adapters.tables import sync_leases
+from crmsync.adapters.tables import aliases, customers, sync_leases
 from crmsync.sdk import utc_now
 
 
 def lease(connector: str, owner: str = "w1") -> dict[str, object]:
     return {"connector": connector, "owner": owner, "expires_at": utc_now() + timedelta(hours=1)}
+
+
+def customer(customer_id: str) -> dict[str, object]:
+    now = utc_now()
+    return {
+        "id": customer_id,
+        "tax_status": "TAXED",
+        "tax_status_source": "default",
+        "alias_conflicts": [],
+        "ready": False,
+        "blocked_reasons": [],
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def alias(value: str, customer_id: str) -> dict[str, object]:
+    return {
+        "value": value,
+        "folded": value.casefold(),
+        "customer_id": customer_id,
+        "source": "manual",
+        "created_at": utc_now(),
+    }
 
 
 def test_insert_rows_counts_only_the_rows_it_inserted_when_skipping_conflicts(
@@ -59,3 +86,41 @@ def test_select_in_finds_rows_by_thousands_of_keys_and_none_by_no_keys(store: St
 
     assert sorted(row.connector for row in found) == sorted(f"c{i}" for i in range(0, 3_000, 2))
     assert nothing == []
+
+
+def test_insert_rows_skips_conflicts_only_on_the_key_it_is_told(store: Store) -> None:
+    with store.begin() as conn:
+        assert insert_rows(conn, aliases, []) == 0
+        insert_rows(conn, customers, [customer("cus_1")])
+        insert_rows(conn, aliases, [alias("A", "cus_1")])
+
+        skipped = insert_rows(conn, aliases, [alias("A", "cus_1")], conflict_on=["value"])
+        assert skipped == 0
+        with pytest.raises(sa.exc.IntegrityError):  # same folded value, other key: refused
+            insert_rows(conn, aliases, [alias("a", "cus_1")], conflict_on=["value"])
+
+
+def test_update_rows_writes_datetimes_and_json_as_sqlalchemy_reads_them(store: Store) -> None:
+    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    with store.begin() as conn:
+        insert_rows(conn, customers, [customer("cus_1")])
+        update_rows(
+            conn,
+            customers,
+            ["id"],
+            [{"id": "cus_1", "archived_at": at, "blocked_reasons": [{"code": "archived"}]}],
+        )
+        row = conn.execute(sa.select(customers).where(customers.c.id == "cus_1")).one()
+
+    assert row.archived_at == at
+    assert row.blocked_reasons == [{"code": "archived"}]
+
+
+def test_new_ids_are_url_safe_unique_and_sort_in_the_order_they_were_made() -> None:
+    first = [new_id("cus") for _ in range(1_000)]
+    time.sleep(0.002)
+    second = new_id("cus")
+
+    assert len(set(first)) == 1_000
+    assert all(re.fullmatch(r"cus_[0-9a-z]{26}", i) for i in first)
+    assert second > max(first)

@@ -1,10 +1,15 @@
 """Re-applying the domain rules to stored customers after anything about them changed.
 
-:func:`refresh_customers` loads what the rules need for a batch of customers, asks
-the domain who the primary billing contact is and whether each customer is ready,
-and writes back only what differs: the contacts' billing preferences (the old
-primary is demoted before the new one is promoted, so the one-primary index never
-trips) and the customer's ``ready`` flag and ``blocked_reasons``.
+:func:`refresh_customers` locks a batch of customers, loads what the rules need,
+asks the domain who the primary billing contact is and whether each customer is
+ready, and writes back only what differs: the contacts' billing preferences (the
+old primary is demoted before the new one is promoted, so the one-primary index
+never trips) and the customer's ``ready`` flag and ``blocked_reasons``.
+
+A writer hands over the contact rows it is about to insert or update as
+:class:`ContactChanges`; the refresh decides on them together with the stored rows
+and writes them in their final state (a new primary billing contact is inserted as
+primary, its address checked once), under the same customer locks.
 :func:`new_customer_readiness` gives the same answer for a customer about to be
 created from a CRM record, so that it can be inserted in its final state.
 """
@@ -13,13 +18,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crmsync.adapters.sql import chunks, is_in, update_rows
+from crmsync.adapters.sql import chunks, insert_rows, is_in, update_rows
 from crmsync.adapters.tables import contacts, customers, external_refs
 from crmsync.domain import (
     Address,
@@ -31,13 +37,42 @@ from crmsync.domain import (
     PrimarySource,
     TaxStatus,
     assess,
+    check_email,
     choose_primary,
 )
 
-__all__ = ["OrderFor", "new_customer_readiness", "refresh_customers"]
+__all__ = [
+    "ContactChanges",
+    "OrderFor",
+    "email_valid",
+    "new_customer_readiness",
+    "refresh_customers",
+]
 
 OrderFor = Callable[[str | None], Sequence[PrimarySource]]
 """Maps a customer's first connector (or None) to its primary-contact order."""
+
+_PRIMARY = BillingPreference.PRIMARY.value
+_STANDARD = BillingPreference.STANDARD.value
+
+#: The unique key of a contact membership: one row per (customer, CRM contact).
+MEMBERSHIP_KEY = ("customer_id", "connector", "external_id")
+
+
+@dataclass(slots=True)
+class ContactChanges:
+    """Contact rows a writer decided on and has not written: the refresh writes them.
+
+    ``inserts`` are whole ``contacts`` rows; ``updates`` are ``(customer id, values)``
+    with the row's ``id`` among the values. Their ``billing_preference`` and
+    ``email_valid`` are decided by the refresh.
+    """
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def customers(self) -> set[str]:
+        return {row["customer_id"] for row in self.inserts} | {cid for cid, _ in self.updates}
 
 
 def customer_view(
@@ -62,16 +97,33 @@ def customer_view(
     )
 
 
-def contact_view(row: Any) -> ContactView:
-    """The domain's view of a ``contacts`` row."""
+def email_valid(row: Any) -> bool:
+    """Whether a ``contacts`` row's email address is valid: as stored once checked, else checked."""
+    if row.email_valid is not None:
+        return bool(row.email_valid)
+    return check_email(row.email).valid
+
+
+def _checked(row: Mapping[str, Any]) -> bool:
+    known = row["email_valid"]
+    return bool(known) if known is not None else check_email(row["email"]).valid
+
+
+def contact_view(row: Mapping[str, Any], *, valid: bool | None = None) -> ContactView:
+    """The domain's view of a contact row (a mapping of ``contacts`` columns).
+
+    ``valid`` is the email check's outcome when the caller has it; without it, an
+    address not checked yet counts as not valid (the rules only look at the
+    primary's, which the refresh checks).
+    """
     return ContactView(
-        id=row.id,
-        name=row.name,
-        email=row.email,
-        email_valid=row.email_valid,
-        origin=ContactOrigin(row.origin),
-        crm_designated=row.crm_designated,
-        designated_at=row.designated_at,
+        id=row["id"],
+        name=row["name"],
+        email=row["email"],
+        email_valid=bool(row["email_valid"]) if valid is None else valid,
+        origin=ContactOrigin(row["origin"]),
+        crm_designated=row["crm_designated"],
+        designated_at=row["designated_at"],
     )
 
 
@@ -103,6 +155,8 @@ _CONTACT_COLUMNS = (
     contacts.c.crm_designated,
     contacts.c.designated_at,
     contacts.c.billing_preference,
+    contacts.c.connector,
+    contacts.c.external_id,
 )
 
 #: Customers refreshed per round of queries (each list is bound as one parameter).
@@ -129,93 +183,171 @@ def new_customer_readiness(
 
 
 def refresh_customers(
-    conn: Connection, ids: Iterable[str], *, order_for: OrderFor, now: datetime
+    conn: Connection,
+    ids: Iterable[str],
+    *,
+    order_for: OrderFor,
+    now: datetime,
+    changes: ContactChanges | None = None,
 ) -> int:
-    """Recompute primary contacts and readiness; returns how many customers changed."""
+    """Recompute primary contacts and readiness, writing ``changes`` on the way.
+
+    Returns how many customers' readiness or primary contact changed.
+    """
+    pending = changes or ContactChanges()
+    wanted = set(ids) | pending.customers()
+    inserts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in pending.inserts:
+        inserts[row["customer_id"]].append(row)
+    updates: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for cid, values in pending.updates:
+        updates[cid].append(values)
     changed = 0
-    for batch in chunks(sorted(set(ids)), _BATCH):
-        # Lock the customers (in id order) before reading their contacts: two writers
-        # refreshing one customer take turns, and the second sees the first's result.
-        cust_rows = conn.execute(
-            sa.select(*_CUSTOMER_COLUMNS)
-            .where(is_in(conn, customers.c.id, batch))
-            .order_by(customers.c.id)
-            .with_for_update()
-        ).all()
-        contact_rows = conn.execute(
+    for batch in chunks(sorted(wanted), _BATCH):
+        changed += _refresh_batch(conn, batch, order_for, now, inserts, updates)
+    return changed
+
+
+def _refresh_batch(
+    conn: Connection,
+    batch: list[str],
+    order_for: OrderFor,
+    now: datetime,
+    inserts: Mapping[str, list[dict[str, Any]]],
+    updates: Mapping[str, list[dict[str, Any]]],
+) -> int:
+    # Lock the customers (in id order) before reading their contacts: two writers
+    # refreshing one customer take turns, and the second sees the first's result.
+    cust_rows = conn.execute(
+        sa.select(*_CUSTOMER_COLUMNS)
+        .where(is_in(conn, customers.c.id, batch))
+        .order_by(customers.c.id)
+        .with_for_update()
+    ).all()
+    stored = [
+        dict(row._mapping)
+        for row in conn.execute(
             sa.select(*_CONTACT_COLUMNS)
             .where(is_in(conn, contacts.c.customer_id, batch), contacts.c.removed_at.is_(None))
             .order_by(contacts.c.customer_id, contacts.c.created_at, contacts.c.id)
-        ).all()
-        ref_rows = conn.execute(
-            sa.select(
-                external_refs.c.customer_id, external_refs.c.connector, external_refs.c.deleted_at
-            )
-            .where(
-                is_in(conn, external_refs.c.customer_id, batch),
-                external_refs.c.merged_into.is_(None),
-            )
-            .order_by(external_refs.c.created_at)
-        ).all()
-        by_customer: dict[str, list[Any]] = defaultdict(list)
-        for row in contact_rows:
-            by_customer[row.customer_id].append(row)
-        deleted_in: dict[str, list[str]] = defaultdict(list)
-        first_connector: dict[str, str] = {}
-        for ref in ref_rows:
-            first_connector.setdefault(ref.customer_id, ref.connector)
-            if ref.deleted_at is not None and ref.connector not in deleted_in[ref.customer_id]:
-                deleted_in[ref.customer_id].append(ref.connector)
+        )
+    ]
+    ref_rows = conn.execute(
+        sa.select(
+            external_refs.c.customer_id, external_refs.c.connector, external_refs.c.deleted_at
+        )
+        .where(
+            is_in(conn, external_refs.c.customer_id, batch),
+            external_refs.c.merged_into.is_(None),
+        )
+        .order_by(external_refs.c.created_at)
+    ).all()
 
-        demote: list[dict[str, Any]] = []
-        promote: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
-        for cust in cust_rows:
-            rows = by_customer.get(cust.id, [])
-            views = [contact_view(r) for r in rows]
-            choice = choose_primary(
-                views,
-                order=order_for(first_connector.get(cust.id)),
-                manual_id=cust.manual_primary_contact_id,
-                manual_at=cust.manual_primary_set_at,
+    # What the store holds, with the pending updates laid over it: the rows as they
+    # will be once this transaction's writes are done.
+    changing = {values["id"]: values for cid in batch for values in updates.get(cid, ())}
+    stored_pref: dict[str, str] = {}
+    members: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    keys: set[tuple[Any, ...]] = set()
+    for row in stored:
+        stored_pref[row["id"]] = row["billing_preference"]
+        keys.add((row["customer_id"], row["connector"], row["external_id"]))
+        members[row["customer_id"]].append(row)
+    revived = [i for i in changing if i not in stored_pref]
+    if revived:  # removed rows the CRM gives back: read what the update leaves as it was
+        query = sa.select(*_CONTACT_COLUMNS).where(is_in(conn, contacts.c.id, revived))
+        for found in conn.execute(query):
+            stored_pref[found.id] = found.billing_preference
+            members[found.customer_id].append(dict(found._mapping))
+    new_rows: list[dict[str, Any]] = []
+    for cid in batch:
+        for row in inserts.get(cid, ()):
+            if (cid, row["connector"], row["external_id"]) in keys:
+                continue  # a concurrent writer added this membership first: theirs stands
+            new_rows.append(row)
+            members[cid].append(row)
+    by_customer: dict[str, list[dict[str, Any]]] = {}
+    for cid, rows in members.items():
+        merged = []
+        for row in rows:
+            values = changing.get(row["id"])
+            if values is not None:
+                row = {**row, **values}
+            if row.get("removed_at") is None:
+                merged.append(row)
+        by_customer[cid] = merged
+
+    deleted_in: dict[str, list[str]] = defaultdict(list)
+    first_connector: dict[str, str] = {}
+    for ref in ref_rows:
+        first_connector.setdefault(ref.customer_id, ref.connector)
+        if ref.deleted_at is not None and ref.connector not in deleted_in[ref.customer_id]:
+            deleted_in[ref.customer_id].append(ref.connector)
+
+    final: dict[str, str] = {}  # contact id -> billing preference it must end with
+    checked: dict[str, bool] = {}  # contact id -> outcome of an email check made here
+    customer_updates: list[dict[str, Any]] = []
+    primaries_changed = 0
+    for cust in cust_rows:
+        rows = by_customer.get(cust.id, [])
+        choice = choose_primary(
+            [contact_view(r) for r in rows],
+            order=order_for(first_connector.get(cust.id)),
+            manual_id=cust.manual_primary_contact_id,
+            manual_at=cust.manual_primary_set_at,
+        )
+        primary = None
+        for r in rows:
+            current = stored_pref.get(r["id"], r["billing_preference"])
+            if r["id"] == choice.contact_id:
+                final[r["id"]] = _PRIMARY
+                primaries_changed += current != _PRIMARY
+                valid = _checked(r)
+                if r["email_valid"] is None:  # checked once, when it first matters
+                    checked[r["id"]] = valid
+                primary = contact_view(r, valid=valid)
+            elif current == _PRIMARY:
+                final[r["id"]] = _STANDARD
+        reasons = assess(
+            customer_view(cust._mapping, len(rows), deleted_in.get(cust.id, ())),
+            choice,
+            primary,
+        )
+        blocked = _stored(reasons)
+        if cust.ready != (not reasons) or list(cust.blocked_reasons or []) != blocked:
+            customer_updates.append(
+                {"id": cust.id, "ready": not reasons, "blocked_reasons": blocked, "updated_at": now}
             )
-            for r in rows:
-                is_primary = r.billing_preference == BillingPreference.PRIMARY
-                if is_primary and r.id != choice.contact_id:
-                    demote.append(
-                        {
-                            "id": r.id,
-                            "billing_preference": BillingPreference.STANDARD.value,
-                            "updated_at": now,
-                        }
-                    )
-                elif not is_primary and r.id == choice.contact_id:
-                    promote.append(
-                        {
-                            "id": r.id,
-                            "billing_preference": BillingPreference.PRIMARY.value,
-                            "updated_at": now,
-                        }
-                    )
-            primary = next((v for v in views if v.id == choice.contact_id), None)
-            reasons = assess(
-                customer_view(cust._mapping, len(views), deleted_in.get(cust.id, ())),
-                choice,
-                primary,
-            )
-            blocked = _stored(reasons)
-            if cust.ready != (not reasons) or list(cust.blocked_reasons or []) != blocked:
-                updates.append(
-                    {
-                        "id": cust.id,
-                        "ready": not reasons,
-                        "blocked_reasons": blocked,
-                        "updated_at": now,
-                    }
-                )
-        # demote before promoting, so that the one-primary index never sees two
-        update_rows(conn, contacts, ["id"], demote)
-        update_rows(conn, contacts, ["id"], promote)
-        update_rows(conn, customers, ["id"], updates)
-        changed += len(updates) + len(promote)
-    return changed
+
+    # Demote first, so that the one-primary index never sees two; then the pending
+    # writes in their final state; then promotions of rows nothing else writes.
+    demote = [
+        {"id": i, "billing_preference": _STANDARD, "updated_at": now}
+        for i, pref in stored_pref.items()
+        if pref == _PRIMARY and final.get(i) != _PRIMARY
+    ]
+    update_rows(conn, contacts, ["id"], demote)
+    written = list(changing.values())
+    for values in written:
+        values["billing_preference"] = final.get(values["id"], values["billing_preference"])
+        values["email_valid"] = checked.pop(values["id"], values["email_valid"])
+    update_rows(conn, contacts, ["id"], written)
+    for row in new_rows:
+        row["billing_preference"] = final.get(row["id"], _STANDARD)
+        row["email_valid"] = checked.pop(row["id"], row["email_valid"])
+    insert_rows(conn, contacts, new_rows, conflict_on=MEMBERSHIP_KEY)
+    promote = [
+        i
+        for i, pref in final.items()
+        if pref == _PRIMARY and stored_pref.get(i, _PRIMARY) != _PRIMARY and i not in changing
+    ]
+    update_rows(
+        conn,
+        contacts,
+        ["id"],
+        [{"id": i, "billing_preference": _PRIMARY, "updated_at": now} for i in promote],
+    )
+    # the addresses checked here that no write above carried
+    update_rows(conn, contacts, ["id"], [{"id": i, "email_valid": v} for i, v in checked.items()])
+    update_rows(conn, customers, ["id"], customer_updates)
+    return len(customer_updates) + primaries_changed

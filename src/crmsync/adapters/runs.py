@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crmsync.adapters.sql import chunks, insert_for
+from crmsync.adapters.sql import insert_for, is_in
 from crmsync.adapters.tables import quarantine, sync_leases, sync_runs, sync_state
 from crmsync.sdk.records import BadRecord, Cursor, ObjectType
 
@@ -198,14 +198,15 @@ def resolve_quarantine(
     conn: Connection, connector: str, object_type: ObjectType, external_ids: Sequence[str]
 ) -> None:
     """Forget quarantined versions of records that have now arrived valid."""
-    for batch in chunks(external_ids):
-        conn.execute(
-            sa.delete(quarantine).where(
-                quarantine.c.connector == connector,
-                quarantine.c.object_type == object_type.value,
-                quarantine.c.record_key.in_(batch),
-            )
+    if not external_ids:
+        return
+    conn.execute(
+        sa.delete(quarantine).where(
+            quarantine.c.connector == connector,
+            quarantine.c.object_type == object_type.value,
+            is_in(conn, quarantine.c.record_key, external_ids),
         )
+    )
 
 
 def acquire_lease(

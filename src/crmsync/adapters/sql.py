@@ -3,15 +3,16 @@ key lookups, ids."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
+from ulid import ULID
 
 __all__ = ["chunks", "insert_for", "insert_rows", "is_in", "new_id", "select_in", "update_rows"]
 
@@ -22,9 +23,15 @@ CHUNK = 500
 
 
 def new_id(prefix: str) -> str:
-    """A random, URL-safe, stable identifier such as ``cus_4kq2m6v7...`` (120 random bits)."""
-    token = base64.b32encode(os.urandom(15)).decode("ascii").lower()
-    return f"{prefix}_{token}"
+    """A stable, URL-safe identifier such as ``cus_01m8sjcnh715fcc0r19qdy3e5p``.
+
+    The part after the prefix is a ULID in lower case: 48 bits of millisecond time,
+    then 80 random bits. Ids made close together sort close together, so a bulk
+    import appends to the primary-key and foreign-key indexes instead of writing all
+    over them (measured: a third less time per record at 100,000 customers on
+    SQLite). The time an id was made can be read from it; nothing else can.
+    """
+    return f"{prefix}_{str(ULID()).lower()}"
 
 
 def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -76,25 +83,126 @@ def select_in(
     return list(conn.execute(stmt).all())
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A statement compiled once for executemany, and how to turn a row into its parameters."""
+
+    sql: str
+    positional: bool
+    names: tuple[str, ...]
+    """The statement's bind names, in the order a positional driver takes them."""
+    fields: tuple[str, ...]
+    """For each bind name, the row key it takes its value from."""
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """The driver parameters for ``rows``: SQLAlchemy's own bind processing per column.
+
+        Values that repeat across rows (a page's ``now``, a shared ``modified_at``) are
+        processed once per call rather than once per row.
+        """
+        steps = [
+            (field, _once_per_value(proc) if proc is not None else None)
+            for field, proc in zip(self.fields, self.processors, strict=True)
+        ]
+        if self.positional:
+            return [tuple([row[f] if p is None else p(row[f]) for f, p in steps]) for row in rows]
+        names = self.names
+        return [
+            dict(zip(names, [row[f] if p is None else p(row[f]) for f, p in steps], strict=True))
+            for row in rows
+        ]
+
+
+def _once_per_value(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    seen: dict[Any, Any] = {}
+
+    def run(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            out = seen[value] = process(value)
+            return out
+        except TypeError:  # unhashable (a JSON list, say): process every time
+            return process(value)
+
+    return run
+
+
+def _compile(
+    dialect: Dialect, stmt: Any, binds: Sequence[tuple[str, str, sa.Column[Any]]]
+) -> _Batch:
+    """Compile ``stmt`` whose binds are ``(bind name, row key, column)``."""
+    compiled = stmt.compile(dialect=dialect, column_keys=[name for name, _, _ in binds])
+    by_name = {name: (field, column) for name, field, column in binds}
+    names = tuple(compiled.positiontup) if compiled.positional else tuple(by_name)
+    return _Batch(
+        sql=compiled.string,
+        positional=bool(compiled.positional),
+        names=names,
+        fields=tuple(by_name[n][0] for n in names),
+        processors=tuple(
+            by_name[n][1].type.dialect_impl(dialect).bind_processor(dialect) for n in names
+        ),
+    )
+
+
+@lru_cache(maxsize=256)
+def _insert_batch(
+    dialect: Dialect,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    skip_conflicts: bool,
+    conflict_on: tuple[str, ...] | None,
+) -> _Batch:
+    stmt = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
+    if conflict_on:
+        stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[c] for c in conflict_on])
+    elif skip_conflicts:
+        stmt = stmt.on_conflict_do_nothing()
+    return _compile(dialect, stmt, [(c, c, table.c[c]) for c in columns])
+
+
+@lru_cache(maxsize=256)
+def _update_batch(
+    dialect: Dialect, table: sa.Table, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> _Batch:
+    # executemany binds by name, and a name may not be both a column and a parameter
+    values = [c for c in columns if c not in keys]
+    stmt = (
+        sa.update(table)
+        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+        .values({c: sa.bindparam(f"v_{c}") for c in values})
+    )
+    binds = [(f"k_{k}", k, table.c[k]) for k in keys]
+    binds += [(f"v_{c}", c, table.c[c]) for c in values]
+    return _compile(dialect, stmt, binds)
+
+
 def insert_rows(
     conn: Connection,
     table: sa.Table,
     rows: Sequence[Mapping[str, Any]],
     *,
     skip_conflicts: bool = False,
+    conflict_on: Sequence[str] | None = None,
 ) -> int:
     """Insert ``rows`` (dicts with the same keys) in order; returns how many were inserted.
 
     ``skip_conflicts`` adds ``ON CONFLICT DO NOTHING``: of two conflicting rows the first
-    wins. (Measured: on PostgreSQL psycopg pipelines the ``executemany``; one
-    ``INSERT ... SELECT FROM unnest(arrays)`` statement was no faster end to end.)
+    wins. ``conflict_on`` names the unique key whose conflicts are skipped; a conflict
+    on any other raises. The statement is compiled once per table and column set and run as one
+    driver ``executemany`` (psycopg pipelines it), with each column's bind processing
+    done by SQLAlchemy's own type processors: the store's hot path, where SQLAlchemy's
+    general per-row parameter handling used to cost more than the database's work.
     """
     if not rows:
         return 0
-    stmt = insert_for(conn, table).execution_options(preserve_rowcount=True)
-    if skip_conflicts:
-        stmt = stmt.on_conflict_do_nothing()
-    return int(conn.execute(stmt, list(rows)).rowcount)
+    batch = _insert_batch(
+        conn.dialect, table, tuple(rows[0]), skip_conflicts, tuple(conflict_on or ()) or None
+    )
+    result = conn.exec_driver_sql(batch.sql, batch.parameters(rows))
+    return int(result.rowcount)
 
 
 def update_rows(
@@ -103,20 +211,9 @@ def update_rows(
     """``UPDATE table SET <the row's other columns> WHERE <keys> = <the row's keys>``, per row.
 
     ``rows`` are dicts with the same keys, applied in order (the last row for a key wins).
+    Run like :func:`insert_rows`: compiled once, one driver ``executemany``.
     """
     if not rows:
         return
-    names = list(rows[0])
-    # executemany binds by name, and a name may not be both a column and a parameter
-    stmt = (
-        sa.update(table)
-        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
-        .values({name: sa.bindparam(f"v_{name}") for name in names if name not in keys})
-    )
-    conn.execute(
-        stmt,
-        [
-            {(f"k_{name}" if name in keys else f"v_{name}"): value for name, value in row.items()}
-            for row in rows
-        ],
-    )
+    batch = _update_batch(conn.dialect, table, tuple(keys), tuple(rows[0]))
+    conn.exec_driver_sql(batch.sql, batch.parameters(rows))

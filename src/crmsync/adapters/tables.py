@@ -130,7 +130,9 @@ contacts = sa.Table(
     sa.Column("customer_id", ID, _customer_fk(), nullable=False),
     sa.Column("name", sa.Text),
     sa.Column("email", sa.Text),
-    sa.Column("email_valid", sa.Boolean, nullable=False),
+    # NULL until checked: the readiness refresh checks the primary's address when it
+    # first matters, readers check the others when they show them.
+    sa.Column("email_valid", sa.Boolean),
     sa.Column("billing_preference", sa.String(10), nullable=False),
     sa.Column("origin", sa.String(10), nullable=False),
     sa.Column("connector", NAME),

@@ -28,7 +28,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crmsync.adapters.readiness import OrderFor, new_customer_readiness, refresh_customers
+from crmsync.adapters.readiness import (
+    MEMBERSHIP_KEY,
+    ContactChanges,
+    OrderFor,
+    new_customer_readiness,
+    refresh_customers,
+)
 from crmsync.adapters.sql import insert_for, insert_rows, new_id, select_in, update_rows
 from crmsync.adapters.tables import (
     aliases,
@@ -46,7 +52,6 @@ from crmsync.domain import (
     FieldSource,
     PrimarySource,
     TaxStatus,
-    check_email,
     normalize_address,
 )
 from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType
@@ -107,6 +112,19 @@ def _memberships(
     return desired, waiting
 
 
+def _email_text(raw: str | None) -> str | None:
+    """A CRM email address as stored: trimmed, as the CRM holds it.
+
+    Its syntax is checked when it matters, not here: the readiness refresh checks the
+    primary billing contact's address (and keeps the outcome in ``email_valid``),
+    readers check the others when they show them. Checking every address of a bulk
+    import up front cost more than all of the import's database work.
+    """
+    if raw is None:
+        return None
+    return raw.strip() or None
+
+
 def _clean_aliases(values: Iterable[str]) -> list[str]:
     seen: dict[str, str] = {}
     for value in values:
@@ -133,6 +151,8 @@ class Writer:
         self.default_tax_status = default_tax_status
         self.order_for = order_for
         self.now = now
+        self.changes = ContactChanges()
+        """Contact rows decided on and not yet written: :meth:`refresh` writes them."""
 
     # -- companies -----------------------------------------------------------------
 
@@ -601,8 +621,7 @@ class Writer:
         ):
             members[row.external_id][row.customer_id] = row
 
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        changes = self.changes
         add_pending: list[dict[str, Any]] = []
         drop_pending: list[tuple[str, str]] = []
         for r, digest, desired, waiting in changed:
@@ -619,50 +638,54 @@ class Writer:
             if r.modified_at is not None and newest is not None and r.modified_at < newest:
                 counts.unchanged += 1  # older than what we hold: never overwrite
                 continue
-            email = check_email(r.email)
+            email = _email_text(r.email)
             for cid, designated in desired.items():
                 member = have.get(cid)
                 if member is None:
-                    inserts.append(
-                        self._new_contact(r, cid, designated, digest, email.value, email.valid)
-                    )
+                    changes.inserts.append(self._new_contact(r, cid, designated, digest))
                     continue
                 keep_since = member.crm_designated and member.removed_at is None
-                updates.append(
-                    {
-                        "id": member.id,
-                        "name": r.name or None,
-                        "email": email.value,
-                        "email_valid": email.valid,
-                        "crm_designated": designated,
-                        "designated_at": (member.designated_at if keep_since else self.now)
-                        if designated
-                        else None,
-                        "content_hash": digest,
-                        "source_modified_at": r.modified_at,
-                        "removed_at": None,
-                        "billing_preference": member.billing_preference
-                        if member.removed_at is None
-                        else BillingPreference.STANDARD.value,
-                        "updated_at": self.now,
-                    }
+                changes.updates.append(
+                    (
+                        cid,
+                        {
+                            "id": member.id,
+                            "name": r.name or None,
+                            "email": email,
+                            "email_valid": None,
+                            "crm_designated": designated,
+                            "designated_at": (member.designated_at if keep_since else self.now)
+                            if designated
+                            else None,
+                            "content_hash": digest,
+                            "source_modified_at": r.modified_at,
+                            "removed_at": None,
+                            "billing_preference": member.billing_preference
+                            if member.removed_at is None
+                            else BillingPreference.STANDARD.value,
+                            "updated_at": self.now,
+                        },
+                    )
                 )
             for cid, row in active.items():
                 if cid not in desired:
-                    updates.append(
-                        {
-                            "id": row.id,
-                            "name": r.name or None,
-                            "email": email.value,
-                            "email_valid": email.valid,
-                            "crm_designated": False,
-                            "designated_at": None,
-                            "content_hash": digest,
-                            "source_modified_at": r.modified_at,
-                            "removed_at": self.now,
-                            "billing_preference": BillingPreference.NONE.value,
-                            "updated_at": self.now,
-                        }
+                    changes.updates.append(
+                        (
+                            cid,
+                            {
+                                "id": row.id,
+                                "name": r.name or None,
+                                "email": email,
+                                "email_valid": None,
+                                "crm_designated": False,
+                                "designated_at": None,
+                                "content_hash": digest,
+                                "source_modified_at": r.modified_at,
+                                "removed_at": self.now,
+                                "billing_preference": BillingPreference.NONE.value,
+                                "updated_at": self.now,
+                            },
+                        )
                     )
             for company_id, designated in waiting.items():
                 add_pending.append(
@@ -684,8 +707,7 @@ class Writer:
             else:
                 counts.created += 1
 
-        update_rows(self.conn, contacts, ["id"], updates)
-        insert_rows(self.conn, contacts, inserts, skip_conflicts=True)
+        # The contact rows themselves are written by the refresh, in their final state.
         self._save_pending(add_pending, drop_pending)
         return counts
 
@@ -736,15 +758,13 @@ class Writer:
         customer_id: str,
         designated: bool,
         digest: str,
-        email: str | None,
-        email_valid: bool,
     ) -> dict[str, Any]:
         return {
             "id": new_id("con"),
             "customer_id": customer_id,
             "name": r.name or None,
-            "email": email,
-            "email_valid": email_valid,
+            "email": _email_text(r.email),
+            "email_valid": None,
             "billing_preference": BillingPreference.STANDARD.value,
             "origin": ContactOrigin.CRM.value,
             "connector": self.connector,
@@ -802,18 +822,12 @@ class Writer:
             data = dict(row.record)
             designated = bool(data.pop("billing_contact", False))
             record = ContactRecord.model_validate(data)
-            email = check_email(record.email)
             inserts.append(
                 self._new_contact(
-                    record,
-                    customer_of[row.company_external_id],
-                    designated,
-                    content_hash(record),
-                    email.value,
-                    email.valid,
+                    record, customer_of[row.company_external_id], designated, content_hash(record)
                 )
             )
-        insert_rows(self.conn, contacts, inserts, skip_conflicts=True)
+        insert_rows(self.conn, contacts, inserts, conflict_on=MEMBERSHIP_KEY)
         for row in rows:
             self.conn.execute(
                 sa.delete(pending_links).where(
@@ -827,8 +841,12 @@ class Writer:
     # -- readiness -----------------------------------------------------------------
 
     def refresh(self, customer_ids: Iterable[str]) -> int:
-        """Recompute primary contacts and readiness of the given customers."""
-        return refresh_customers(self.conn, customer_ids, order_for=self.order_for, now=self.now)
+        """Recompute primary contacts and readiness of the given customers, writing the
+        contact rows :meth:`write_contacts` decided on."""
+        changes, self.changes = self.changes, ContactChanges()
+        return refresh_customers(
+            self.conn, customer_ids, order_for=self.order_for, now=self.now, changes=changes
+        )
 
 
 def fold_customer(conn: Connection, loser: str, winner: str, now: datetime) -> None:

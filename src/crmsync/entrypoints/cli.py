@@ -39,6 +39,7 @@ from crmsync.adapters import runs as run_store
 from crmsync.adapters.tables import quarantine, sync_runs
 from crmsync.bootstrap import App, bootstrap
 from crmsync.domain import TaxStatus
+from crmsync.entrypoints.runtime import settle_heap
 from crmsync.errors import CrmSyncError, StoreError
 from crmsync.sdk.records import ObjectType
 from crmsync.service.sync import RunResult
@@ -221,6 +222,7 @@ def sync(
             bar.update(task, description=f"{name} {stream.value}s: {counts.seen:,} records")
 
         engine = application.engine(progress=progress)
+        settle_heap()
         for name in names:
             connector = application.build_connector(name)
             try:

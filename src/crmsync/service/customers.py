@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crmsync.adapters.readiness import OrderFor, refresh_customers
+from crmsync.adapters.readiness import OrderFor, email_valid, refresh_customers
 from crmsync.adapters.sql import chunks, insert_for, new_id
 from crmsync.adapters.tables import (
     aliases,
@@ -61,12 +61,17 @@ def _contact_json(row: Any) -> dict[str, Any]:
         "id": row.id,
         "name": row.name,
         "email": row.email,
-        "email_valid": row.email_valid,
+        "email_valid": email_valid(row),
         "billing_preference": row.billing_preference,
         "origin": row.origin,
         "connector": row.connector,
         "external_id": row.external_id,
     }
+
+
+def _same_email(stored: str | None, given: str) -> bool:
+    """Whether two addresses are the same one, ignoring case (CRMs keep them as typed)."""
+    return stored is not None and stored.strip().casefold() == given.strip().casefold()
 
 
 def customer_json(
@@ -224,13 +229,9 @@ class CustomerService:
         checked = check_email(email)
         if not checked.valid:
             raise InvalidContactError(f"the email address is not valid: {checked.problem}")
-        existing = conn.execute(
-            sa.select(contacts.c.id).where(
-                contacts.c.customer_id == row.id,
-                contacts.c.email == checked.value,
-                contacts.c.removed_at.is_(None),
-            )
-        ).first()
+        existing = next(
+            (c for c in self._active_contacts(conn, row.id) if _same_email(c.email, email)), None
+        )
         if existing is not None:
             raise RuleViolation(
                 f"customer {row.id} already has a contact with that email ({existing.id})"
@@ -268,6 +269,15 @@ class CustomerService:
         self._refresh(conn, row.id, now)
         return self.show(conn, row.id)
 
+    def _active_contacts(self, conn: Connection, customer_id: str) -> list[Any]:
+        return list(
+            conn.execute(
+                sa.select(contacts.c.id, contacts.c.email).where(
+                    contacts.c.customer_id == customer_id, contacts.c.removed_at.is_(None)
+                )
+            ).all()
+        )
+
     def _pick(self, conn: Connection, customer_id: str, contact_id: str, now: datetime) -> None:
         conn.execute(
             sa.update(customers)
@@ -280,18 +290,11 @@ class CustomerService:
     ) -> dict[str, Any]:
         """Make a contact (by id or email) the primary billing contact, by hand."""
         row = self._customer_row(conn, customer)
-        checked = check_email(contact) if "@" in contact else None
-        match = conn.execute(
-            sa.select(contacts.c.id).where(
-                contacts.c.customer_id == row.id,
-                contacts.c.removed_at.is_(None),
-                sa.or_(
-                    contacts.c.id == contact,
-                    contacts.c.email == (checked.value if checked else contact),
-                    contacts.c.email == contact,
-                ),
-            )
-        ).all()
+        match = [
+            c
+            for c in self._active_contacts(conn, row.id)
+            if c.id == contact or _same_email(c.email, contact)
+        ]
         if not match:
             raise NotFoundError(f"customer {row.id} has no contact {contact!r}")
         if len(match) > 1:

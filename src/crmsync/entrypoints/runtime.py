@@ -1,0 +1,22 @@
+"""Process-level settings for the long jobs the entry points run."""
+
+from __future__ import annotations
+
+import gc
+
+__all__ = ["settle_heap"]
+
+
+def settle_heap() -> None:
+    """Take what start-up built out of the garbage collector's way, before a sync.
+
+    A sync allocates millions of short-lived rows and records, so CPython's cycle
+    collector runs often, and each of its full collections walks every object the
+    process holds: the imported libraries, SQLAlchemy's and pydantic's schemas, the
+    country tables. Freezing those once they are built (``gc.freeze``) leaves the
+    collector only the objects made since; measured on the store benchmark, a fifth
+    of a bulk import's time. Objects frozen here stay alive for the process' life,
+    so call this once, after start-up, not per run.
+    """
+    gc.collect()
+    gc.freeze()
