@@ -122,5 +122,5 @@ def test_new_ids_are_url_safe_unique_and_sort_in_the_order_they_were_made() -> N
     second = new_id("cus")
 
     assert len(set(first)) == 1_000
-    assert all(re.fullmatch(r"cus_[0-9a-z]{26}", i) for i in first)
+    assert all(re.fullmatch(r"cus_[0-9a-f]{32}", i) for i in first)
     assert second > max(first)

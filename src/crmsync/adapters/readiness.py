@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crmsync.adapters.sql import chunks, insert_rows, is_in, update_rows
+from crmsync.adapters.sql import chunks, copy_rows, is_in, update_rows
 from crmsync.adapters.tables import contacts, customers, external_refs
 from crmsync.domain import (
     Address,
@@ -335,7 +335,7 @@ def _refresh_batch(
     for row in new_rows:
         row["billing_preference"] = final.get(row["id"], _STANDARD)
         row["email_valid"] = checked.pop(row["id"], row["email_valid"])
-    insert_rows(conn, contacts, new_rows, conflict_on=MEMBERSHIP_KEY)
+    copy_rows(conn, contacts, new_rows)  # memberships a concurrent writer added are left out
     promote = [
         i
         for i, pref in final.items()

@@ -200,6 +200,13 @@ def resolve_quarantine(
     """Forget quarantined versions of records that have now arrived valid."""
     if not external_ids:
         return
+    held = conn.execute(
+        sa.select(quarantine.c.id)
+        .where(quarantine.c.connector == connector, quarantine.c.object_type == object_type.value)
+        .limit(1)
+    ).first()
+    if held is None:  # the usual case: one indexed probe instead of one per record
+        return
     conn.execute(
         sa.delete(quarantine).where(
             quarantine.c.connector == connector,

@@ -4,6 +4,7 @@ key lookups, ids."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -12,9 +13,19 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
-from ulid import ULID
+from uuid_utils import uuid7
 
-__all__ = ["chunks", "insert_for", "insert_rows", "is_in", "new_id", "select_in", "update_rows"]
+__all__ = [
+    "chunks",
+    "copy_rows",
+    "insert_for",
+    "insert_rows",
+    "is_in",
+    "new_id",
+    "select_in",
+    "take_rows_written",
+    "update_rows",
+]
 
 T = TypeVar("T")
 
@@ -23,15 +34,15 @@ CHUNK = 500
 
 
 def new_id(prefix: str) -> str:
-    """A stable, URL-safe identifier such as ``cus_01m8sjcnh715fcc0r19qdy3e5p``.
+    """A stable, URL-safe identifier such as ``cus_01a2334199957514...`` (prefix + 32 hex).
 
-    The part after the prefix is a ULID in lower case: 48 bits of millisecond time,
-    then 80 random bits. Ids made close together sort close together, so a bulk
-    import appends to the primary-key and foreign-key indexes instead of writing all
-    over them (measured: a third less time per record at 100,000 customers on
-    SQLite). The time an id was made can be read from it; nothing else can.
+    The part after the prefix is a UUIDv7 (RFC 9562): 48 bits of millisecond time,
+    a counter and random bits. Ids made close together sort close together, so a
+    bulk import appends to the primary-key and foreign-key indexes instead of
+    writing all over them (measured: a third less time per record at 100,000
+    customers on SQLite). The time an id was made can be read from it.
     """
-    return f"{prefix}_{str(ULID()).lower()}"
+    return f"{prefix}_{uuid7().hex}"
 
 
 def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -74,8 +85,11 @@ def select_in(
     column: Any,
     values: Iterable[str],
     *where: Any,
-) -> list[sa.Row[Any]]:
-    """``SELECT columns WHERE column IN values AND where...`` (text keys)."""
+) -> list[Any]:
+    """``SELECT columns WHERE column IN values AND where...`` (text keys).
+
+    The rows are SQLAlchemy rows: tuples whose fields can also be read by name.
+    """
     keys = sorted(set(values))
     if not keys:
         return []
@@ -98,35 +112,28 @@ class _Batch:
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         """The driver parameters for ``rows``: SQLAlchemy's own bind processing per column.
 
-        Values that repeat across rows (a page's ``now``, a shared ``modified_at``) are
-        processed once per call rather than once per row.
+        Values that repeat down a column (a page's ``now``, a shared ``modified_at``)
+        are processed once per call rather than once per row.
         """
-        steps = [
-            (field, _once_per_value(proc) if proc is not None else None)
-            for field, proc in zip(self.fields, self.processors, strict=True)
-        ]
+        columns = [[row[f] for row in rows] for f in self.fields]
+        for i, process in enumerate(self.processors):
+            if process is not None:
+                columns[i] = _processed(process, columns[i])
         if self.positional:
-            return [tuple([row[f] if p is None else p(row[f]) for f, p in steps]) for row in rows]
+            return list(zip(*columns, strict=True))
         names = self.names
-        return [
-            dict(zip(names, [row[f] if p is None else p(row[f]) for f, p in steps], strict=True))
-            for row in rows
-        ]
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
-def _once_per_value(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def _processed(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
     seen: dict[Any, Any] = {}
-
-    def run(value: Any) -> Any:
-        try:
-            return seen[value]
-        except KeyError:
-            out = seen[value] = process(value)
-            return out
-        except TypeError:  # unhashable (a JSON list, say): process every time
-            return process(value)
-
-    return run
+    try:
+        for value in values:
+            if value not in seen:
+                seen[value] = process(value)
+    except TypeError:  # unhashable (a JSON list, say): process each one
+        return [process(value) for value in values]
+    return [seen[value] for value in values]
 
 
 def _compile(
@@ -141,10 +148,15 @@ def _compile(
         positional=bool(compiled.positional),
         names=names,
         fields=tuple(by_name[n][0] for n in names),
-        processors=tuple(
-            by_name[n][1].type.dialect_impl(dialect).bind_processor(dialect) for n in names
-        ),
+        processors=tuple(_bind_processor(dialect, by_name[n][1]) for n in names),
     )
+
+
+def _bind_processor(dialect: Dialect, column: sa.Column[Any]) -> Callable[[Any], Any] | None:
+    if dialect.name == "sqlite" and isinstance(column.type, sa.Boolean):
+        return None  # sqlite3 stores a bool as the 0 or 1 SQLAlchemy would turn it into
+    process: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process
 
 
 @lru_cache(maxsize=256)
@@ -179,6 +191,20 @@ def _update_batch(
     return _compile(dialect, stmt, binds)
 
 
+_TALLY = "crmsync.rows_written"
+
+
+def _tally(conn: Connection, table: sa.Table, rows: int) -> None:
+    tally: Counter[str] = conn.info.setdefault(_TALLY, Counter())
+    tally[table.name] += rows
+
+
+def take_rows_written(conn: Connection) -> Counter[str]:
+    """Rows the batch helpers wrote on this connection, per table, since the last call."""
+    tally: Counter[str] = conn.info.pop(_TALLY, None) or Counter()
+    return tally
+
+
 def insert_rows(
     conn: Connection,
     table: sa.Table,
@@ -202,7 +228,42 @@ def insert_rows(
         conn.dialect, table, tuple(rows[0]), skip_conflicts, tuple(conflict_on or ()) or None
     )
     result = conn.exec_driver_sql(batch.sql, batch.parameters(rows))
+    _tally(conn, table, result.rowcount)
     return int(result.rowcount)
+
+
+@lru_cache(maxsize=256)
+def _copy_batch(dialect: Dialect, table: sa.Table, columns: tuple[str, ...]) -> _Batch:
+    quote = dialect.identifier_preparer.quote
+    return _Batch(
+        sql=f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN",
+        positional=True,
+        names=columns,
+        fields=columns,
+        processors=tuple(_bind_processor(dialect, table.c[c]) for c in columns),
+    )
+
+
+def copy_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert new rows that no other row can conflict with (rows keyed by fresh ids).
+
+    On PostgreSQL they go through ``COPY``, at about half the client and server cost
+    of a pipelined ``executemany``; elsewhere as :func:`insert_rows`. A conflict
+    nobody expected raises, and the caller's transaction rolls back.
+    """
+    if not rows:
+        return
+
+    if conn.dialect.name != "postgresql":
+        insert_rows(conn, table, rows)
+        return
+    batch = _copy_batch(conn.dialect, table, tuple(rows[0]))
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(batch.sql) as copy:
+        for values in batch.parameters(rows):
+            copy.write_row(values)
+    _tally(conn, table, len(rows))
 
 
 def update_rows(
@@ -217,3 +278,4 @@ def update_rows(
         return
     batch = _update_batch(conn.dialect, table, tuple(keys), tuple(rows[0]))
     conn.exec_driver_sql(batch.sql, batch.parameters(rows))
+    _tally(conn, table, len(rows))

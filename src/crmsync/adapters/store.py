@@ -13,7 +13,8 @@ place).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,13 @@ _PG_UPGRADE_LOCK = 7_311_042_001  # advisory lock id: one migrator at a time
 
 #: The tables a sync grows, whose statistics PostgreSQL plans its key lookups with.
 _SYNC_TABLES = ("customers", "contacts", "external_refs", "aliases", "pending_links")
-#: Records written before the first statistics refresh; after it, each time they double.
-_FIRST_ANALYZE = 1_000
+#: Rows written to a table before its first statistics refresh; after that, a
+#: refresh each time the rows written since reach the rows it was last planned for.
+_STALE_MIN = 500
+_ROW_ESTIMATES = """
+SELECT c.relname, c.reltuples FROM pg_class c
+WHERE c.relname = ANY(%(tables)s) AND c.relnamespace = to_regnamespace(current_schema())
+"""
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -83,8 +89,10 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._written = 0
-        self._analyzed_at = 0
+        self._since: Counter[str] = Counter()
+        """Rows this process wrote per sync table since its last analysis."""
+        self._planned_for: dict[str, float] | None = None
+        """Rows per sync table as PostgreSQL last estimated them."""
 
     @property
     def dialect(self) -> str:
@@ -96,24 +104,46 @@ class Store:
         with self.engine.begin() as conn:
             yield conn
 
-    def note_written(self, records: int) -> None:
-        """Count records a sync wrote; on PostgreSQL, keep planner statistics in step.
+    def note_written(self, rows: Mapping[str, int]) -> None:
+        """Count the rows a sync wrote, per table; on PostgreSQL, keep planner statistics
+        in step.
 
         PostgreSQL plans each page's key lookups from table statistics. While a bulk
         import fills a fresh store they lag far behind (autovacuum analyzes a table
         about once a minute at best, never when it is turned off), and a lookup planned
         for a near-empty table scans the whole table on every page, which makes the
-        import quadratic. So the store analyzes the sync tables itself, after the first
-        thousand records this process writes and then each time that number doubles:
-        a dozen times over four million records. SQLite plans without statistics.
+        import quadratic. So the store analyzes a sync table itself once it has written
+        as many rows to it as the table held when last analyzed (500 for a table never
+        analyzed): about each time the table doubles, whatever order the streams fill
+        the tables in. The sample is small (statistics target 10): key lookups need
+        the tables' sizes, not their value distributions. SQLite plans without
+        statistics.
         """
-        if self.dialect != "postgresql" or records <= 0:
+        if self.dialect != "postgresql":
             return
-        self._written += records
-        if self._written >= max(_FIRST_ANALYZE, 2 * self._analyzed_at):
-            self._analyzed_at = self._written
+        for table, count in rows.items():
+            if table in _SYNC_TABLES:
+                self._since[table] += count
+        planned = self._planned_for
+        if planned is None:
             with self.engine.begin() as conn:
-                conn.exec_driver_sql("ANALYZE " + ", ".join(_SYNC_TABLES))
+                planned = self._planned_for = self._estimates(conn)
+        stale = sorted(
+            t for t, n in self._since.items() if n >= max(_STALE_MIN, planned.get(t, 0.0))
+        )
+        if not stale:
+            return
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL default_statistics_target = 10")
+            conn.exec_driver_sql("ANALYZE " + ", ".join(stale))
+            planned.update(self._estimates(conn))
+            for table in stale:
+                del self._since[table]
+
+    @staticmethod
+    def _estimates(conn: Connection) -> dict[str, float]:
+        found = conn.exec_driver_sql(_ROW_ESTIMATES, {"tables": list(_SYNC_TABLES)})
+        return {name: max(float(estimate), 0.0) for name, estimate in found}
 
     def _alembic_config(self, conn: Connection) -> AlembicConfig:
         cfg = AlembicConfig()

@@ -35,7 +35,14 @@ from crmsync.adapters.readiness import (
     new_customer_readiness,
     refresh_customers,
 )
-from crmsync.adapters.sql import insert_for, insert_rows, new_id, select_in, update_rows
+from crmsync.adapters.sql import (
+    copy_rows,
+    insert_for,
+    insert_rows,
+    new_id,
+    select_in,
+    update_rows,
+)
 from crmsync.adapters.tables import (
     aliases,
     billing_schedules,
@@ -153,6 +160,7 @@ class Writer:
         self.now = now
         self.changes = ContactChanges()
         """Contact rows decided on and not yet written: :meth:`refresh` writes them."""
+        self._pending_seen: bool | None = None
 
     # -- companies -----------------------------------------------------------------
 
@@ -161,16 +169,15 @@ class Writer:
         recs = _last_by_id(records)
         if not recs:
             return counts
-        known = (
+        ours = (
             external_refs.c.connector == self.connector,
             external_refs.c.object_type == ObjectType.COMPANY.value,
-            external_refs.c.customer_id == customers.c.id,
         )
         # First tell unchanged records apart by their hashes; only the others need
         # their stored rows in full.
-        stored = {
-            row.external_id: row
-            for row in select_in(
+        stored: dict[str, tuple[str, str | None]] = {
+            external_id: (digest, merged_into)
+            for external_id, digest, merged_into in select_in(
                 self.conn,
                 [
                     external_refs.c.external_id,
@@ -179,7 +186,7 @@ class Writer:
                 ],
                 external_refs.c.external_id,
                 (r.external_id for r in recs),
-                *known,
+                *ours,
             )
         }
         hashes = {r.external_id: content_hash(r) for r in recs}
@@ -192,9 +199,9 @@ class Writer:
                     counts.unchanged += 1
                 else:
                     to_create.append(r)
-            elif seen.merged_into is not None:
+            elif seen[1] is not None:
                 counts.unchanged += 1  # merged into another record, which governs now
-            elif seen.content_hash == hashes[r.external_id]:
+            elif seen[0] == hashes[r.external_id]:
                 counts.unchanged += 1
             else:
                 changed.append(r)
@@ -212,7 +219,8 @@ class Writer:
                 ],
                 external_refs.c.external_id,
                 (r.external_id for r in changed),
-                *known,
+                *ours,
+                external_refs.c.customer_id == customers.c.id,
             )
         }
         to_update: list[tuple[CompanyRecord, Any]] = []
@@ -364,12 +372,12 @@ class Writer:
         won = [r for r in recs if r.external_id in claimed]
         if won:
             order = self.order_for(self.connector)
-            insert_rows(
+            copy_rows(
                 self.conn,
                 customers,
                 [self._new_customer(ids[r.external_id], r, order) for r in won],
             )
-            insert_rows(
+            copy_rows(
                 self.conn,
                 aliases,
                 [
@@ -510,13 +518,20 @@ class Writer:
                             "created_at": now,
                         }
                     )
-        if wanted_rows:
-            stmt = insert_for(self.conn, aliases).on_conflict_do_nothing()
-            inserted = {
-                row.value for row in self.conn.execute(stmt.returning(aliases.c.value), wanted_rows)
+        if wanted_rows and insert_rows(self.conn, aliases, wanted_rows, skip_conflicts=True) < len(
+            wanted_rows
+        ):  # a concurrent writer took some first: which?
+            held = {
+                (value, holder)
+                for value, holder in select_in(
+                    self.conn,
+                    [aliases.c.value, aliases.c.customer_id],
+                    aliases.c.folded,
+                    (row["folded"] for row in wanted_rows),
+                )
             }
             for row in wanted_rows:
-                if row["value"] not in inserted:  # a concurrent writer took it
+                if (row["value"], row["customer_id"]) not in held:
                     conflicts[row["customer_id"]].append(row["value"])
         if new:
             conflicts = {cid: values for cid, values in conflicts.items() if values}
@@ -548,9 +563,8 @@ class Writer:
             return counts
         self._fold_merged_contacts([r for r in recs if r.merged_ids], counts)
         company_ids = {link.company_id for r in recs for link in r.companies}
-        customer_of = {
-            row.external_id: row.customer_id
-            for row in select_in(
+        customer_of: dict[str, str] = dict(
+            select_in(
                 self.conn,
                 [external_refs.c.external_id, external_refs.c.customer_id],
                 external_refs.c.external_id,
@@ -558,22 +572,22 @@ class Writer:
                 external_refs.c.connector == self.connector,
                 external_refs.c.object_type == ObjectType.COMPANY.value,
             )
-        }
+        )
         pending: dict[str, set[str]] = defaultdict(set)
-        for row in select_in(
+        for contact_id, company_id in select_in(
             self.conn,
             [pending_links.c.contact_external_id, pending_links.c.company_external_id],
             pending_links.c.contact_external_id,
-            (r.external_id for r in recs),
+            (r.external_id for r in recs) if self._any_pending() else (),
             pending_links.c.connector == self.connector,
         ):
-            pending[row.contact_external_id].add(row.company_external_id)
+            pending[contact_id].add(company_id)
 
         # First tell unchanged records apart with the few columns that takes (their
         # memberships' hashes); only the others need their stored rows in full.
-        active_hashes: dict[str, dict[str, str | None]] = defaultdict(dict)
+        active_hashes: dict[str, dict[str, str | None]] = {}
         stored: set[str] = set()
-        for row in select_in(
+        for external_id, customer_id, stored_hash, active in select_in(
             self.conn,
             [
                 contacts.c.external_id,
@@ -585,14 +599,15 @@ class Writer:
             (r.external_id for r in recs),
             contacts.c.connector == self.connector,
         ):
-            stored.add(row.external_id)
-            if row.active:
-                active_hashes[row.external_id][row.customer_id] = row.content_hash
+            stored.add(external_id)
+            if active:
+                active_hashes.setdefault(external_id, {})[customer_id] = stored_hash
         changed: list[tuple[ContactRecord, str, dict[str, bool], dict[str, bool]]] = []
+        nothing: dict[str, str | None] = {}
         for r in recs:
             digest = content_hash(r)
             desired, waiting = _memberships(r, customer_of)
-            active_now = active_hashes.get(r.external_id, {})
+            active_now = active_hashes.get(r.external_id, nothing)
             if (
                 active_now.keys() == desired.keys()
                 and all(value == digest for value in active_now.values())
@@ -778,8 +793,21 @@ class Writer:
             "updated_at": self.now,
         }
 
+    def _any_pending(self) -> bool:
+        """Whether any contact of this connector waits for its company (one indexed probe:
+        usually none do, and then the page's lookups by id are skipped)."""
+        if self._pending_seen is None:
+            found = self.conn.execute(
+                sa.select(pending_links.c.connector)
+                .where(pending_links.c.connector == self.connector)
+                .limit(1)
+            ).first()
+            self._pending_seen = found is not None
+        return self._pending_seen
+
     def _save_pending(self, add: list[dict[str, Any]], drop: list[tuple[str, str]]) -> None:
         if add:
+            self._pending_seen = True
             stmt = insert_for(self.conn, pending_links)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[
@@ -804,6 +832,8 @@ class Writer:
 
         Returns the customers that got contacts.
         """
+        if not self._any_pending():
+            return set()
         rows = select_in(
             self.conn,
             [

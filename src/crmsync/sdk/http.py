@@ -351,6 +351,8 @@ class HttpClient:
                 raise _Retriable(failure) from exc
             except httpx.HTTPError as exc:
                 raise FatalConnectorError(f"{what}: {type(exc).__name__}") from exc
+            finally:
+                self._pacer.release()
         logger.debug(
             "%s -> %d in %.0f ms", what, response.status_code, (self._clock() - started) * 1000
         )

@@ -54,6 +54,13 @@ class Pacer:
     what :meth:`observe` and :meth:`pause_until` tell it. ``clock`` (monotonic seconds)
     and ``sleep`` are injectable and must agree: a fake ``sleep`` must advance the fake
     ``clock``, or :meth:`acquire` waits forever.
+
+    ``until_answered`` counts each request in the window from when its answer came
+    back (:meth:`release`) instead of from when it was let through, and counts
+    requests still in flight as just made. A server stamps a request somewhere between
+    the two, so however late a request reaches it (a busy network, a busy server),
+    it never sees more than ``limit`` in a window: for tight per-second limits, where
+    a few milliseconds of jitter would otherwise cost a 429.
     """
 
     def __init__(
@@ -62,6 +69,7 @@ class Pacer:
         window_seconds: float = 10.0,
         *,
         headroom: int = 0,
+        until_answered: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -82,6 +90,8 @@ class Pacer:
         self._budget_until = -math.inf
         self._budget_left = 0
         self._horizon = 0.0  # how long starts are remembered (the longest interval seen)
+        self._until_answered = until_answered
+        self._in_flight = 0
 
     def acquire(self) -> float:
         """Block until a request may start; return the clock time it was let through."""
@@ -93,6 +103,14 @@ class Pacer:
                     self._admit(now)
                     return now
             self._sleep(wait)
+
+    def release(self) -> None:
+        """Say that a request let through by :meth:`acquire` got its answer (or failed)."""
+        if not self._until_answered:
+            return
+        with self._lock:
+            self._in_flight -= 1
+            self._started.append(self._clock())
 
     def observe(self, remaining: int | None, interval_seconds: float | None) -> None:
         """Take the server's word: ``remaining`` requests are left in the next ``interval``.
@@ -127,12 +145,18 @@ class Pacer:
             self._started.popleft()
         if self._limit is not None:
             in_window = [t for t in self._started if t + self._window > now]
-            if len(in_window) >= self._limit:
-                waits.append(in_window[-self._limit] + self._window - now)
+            free = self._limit - self._in_flight
+            if free <= 0:  # every slot is a request still waiting for its answer
+                waits.append(min(self._window / self._limit, 0.01))
+            elif len(in_window) >= free:
+                waits.append(in_window[-free] + self._window - now)
         return max(waits)
 
     def _admit(self, now: float) -> None:
-        self._started.append(now)
+        if self._until_answered:
+            self._in_flight += 1
+        else:
+            self._started.append(now)
         if now < self._budget_until:
             self._budget_left -= 1
 

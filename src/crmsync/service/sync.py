@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,6 +32,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from crmsync.adapters import runs
 from crmsync.adapters.readiness import OrderFor
+from crmsync.adapters.sql import take_rows_written
 from crmsync.adapters.store import Store
 from crmsync.adapters.writer import Writer
 from crmsync.domain import TaxStatus
@@ -249,7 +251,8 @@ class SyncEngine:
         counts: runs.RunCounts,
         stream_counts: runs.RunCounts,
     ) -> None:
-        def work(conn: Connection) -> tuple[runs.RunCounts, runs.RunCounts]:
+        def work(conn: Connection) -> tuple[runs.RunCounts, runs.RunCounts, Counter[str]]:
+            take_rows_written(conn)  # what an attempt that rolled back counted
             now = self.clock()
             holder = runs.acquire_lease(conn, name, self.worker_id, now, self.lease_ttl)
             if holder is not None:
@@ -259,10 +262,10 @@ class SyncEngine:
             total = _plus(counts, page_counts)
             runs.save_cursor(conn, name, page.stream, page.cursor, now)
             runs.update_run(conn, run_id, total, now)
-            return total, page_counts
+            return total, page_counts, take_rows_written(conn)
 
-        total, page_counts = self._transaction(work)
-        self.store.note_written(page_counts.created + page_counts.updated)
+        total, page_counts, rows_written = self._transaction(work)
+        self.store.note_written(rows_written)
         _assign(counts, total)
         _assign(stream_counts, _plus(stream_counts, page_counts))
 

@@ -183,3 +183,40 @@ def test_an_exhausted_rolling_budget_frees_when_the_oldest_request_leaves_the_wi
 
     # the first request (t=1000) leaves the server's rolling window at 1010, not 10 s from now
     assert admitted == pytest.approx(1010.0)
+
+
+def test_a_pacer_counting_until_answered_keeps_any_server_stamps_within_the_limit() -> None:
+    fake = FakeTime()
+    pacer = Pacer(5, 1.0, until_answered=True, clock=fake.clock, sleep=fake.sleep)
+    spans: list[tuple[float, float]] = []
+    for n in range(30):
+        admitted = pacer.acquire()
+        fake.sleep(0.05 + (n % 4) * 0.1)  # the request's way there and back
+        pacer.release()
+        spans.append((admitted, fake.clock()))
+
+    # A server stamps each request somewhere between its start and its answer; even
+    # the latest stamp of one and the earliest of the fifth after it are a window apart.
+    assert all(spans[k + 5][0] >= spans[k][1] + 1.0 for k in range(len(spans) - 5))
+
+
+def test_a_pacer_counting_until_answered_lets_no_more_than_the_limit_fly_at_once() -> None:
+    fake = FakeTime()
+    pacer = Pacer(2, 1.0, until_answered=True, clock=fake.clock, sleep=fake.sleep)
+    pacer.acquire()
+    pacer.acquire()
+    fake.sleep(3.0)  # both still in flight, long past the window
+
+    answered = threading.Event()
+
+    def answer() -> None:
+        answered.set()
+        pacer.release()
+
+    timer = threading.Timer(0.05, answer)
+    timer.start()
+    pacer.acquire()  # waits for an answer, not for the window
+    let_through_after_an_answer = answered.is_set()
+    timer.join()
+
+    assert let_through_after_an_answer
