@@ -7,7 +7,7 @@ keys are documented in :mod:`crmsync_file.config`, the reading rules in
 
 from __future__ import annotations
 
-from crmsync.sdk.connector import Connector, ConnectorContext, ConnectorPlugin
+from crmsync.sdk.connector import Connector, ConnectorContext, ConnectorPlugin, ReadPlan
 from crmsync_file.config import (
     CompanyColumns,
     CompanyFileSource,
@@ -39,4 +39,7 @@ plugin: ConnectorPlugin[FileConnectorConfig] = ConnectorPlugin(
     config_model=FileConnectorConfig,
     factory=_build,
     description="Companies and contacts from CRM export files (CSV or JSON Lines).",
+    # Reading a local file never waits: a read-ahead thread would only contend with the
+    # store's writes for the interpreter.
+    reading=ReadPlan(read_ahead=0),
 )

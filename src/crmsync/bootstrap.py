@@ -12,7 +12,14 @@ from crmsync.adapters.store import Store, create_store
 from crmsync.config import Settings, load_settings
 from crmsync.domain import DEFAULT_PRIMARY_ORDER, PrimarySource
 from crmsync.errors import ConfigError
-from crmsync.sdk.connector import Clock, Connector, ConnectorContext, ConnectorPlugin, utc_now
+from crmsync.sdk.connector import (
+    Clock,
+    Connector,
+    ConnectorContext,
+    ConnectorPlugin,
+    ReadPlan,
+    utc_now,
+)
 from crmsync.sdk.registry import load_plugins
 from crmsync.service.customers import CustomerService
 from crmsync.service.sync import Progress, SyncEngine
@@ -56,6 +63,12 @@ class App:
         plugin = self.plugins[config.type]
         context = ConnectorContext(name=name, base_dir=self.settings.base_dir, clock=self.clock)
         return plugin.factory(config, context)
+
+    def reading(self, name: str) -> ReadPlan:
+        """How the named connector's plugin wants its streams read."""
+        config = self.settings.connectors.get(name)
+        plugin = self.plugins.get(config.type) if config is not None else None
+        return plugin.reading if plugin is not None else ReadPlan()
 
     def engine(self, *, progress: Progress | None = None) -> SyncEngine:
         return SyncEngine(

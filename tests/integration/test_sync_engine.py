@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import pytest
 import sqlalchemy as sa
 from tests.support.data import company, contact, later, make_engine
@@ -12,7 +15,7 @@ from crmsync.adapters.readiness import refresh_customers
 from crmsync.adapters.store import Store
 from crmsync.adapters.tables import customers
 from crmsync.domain import DEFAULT_PRIMARY_ORDER, TaxStatus
-from crmsync.sdk import BadRecord, ObjectType, utc_now
+from crmsync.sdk import BadRecord, ObjectType, Page, ReadPlan, ReadRequest, utc_now
 
 
 def sample() -> MemoryConnector:
@@ -59,20 +62,64 @@ def test_a_second_sync_over_unchanged_data_changes_nothing(store: Store) -> None
     assert max_updated_at(store) == stamps
 
 
+SIDE_BY_SIDE = ReadPlan(read_ahead=2, side_by_side=True)
+READINGS = [
+    pytest.param(ReadPlan(read_ahead=0), id="inline"),
+    pytest.param(ReadPlan(read_ahead=2), id="read-ahead"),
+    pytest.param(SIDE_BY_SIDE, id="side-by-side"),
+]
+
+
+class CompaniesLast(MemoryConnector):
+    """Serves the companies only once every contact has been read (side by side)."""
+
+    def __init__(self, source: MemoryConnector) -> None:
+        super().__init__(source.companies, source.contacts, source.bad, source.page_size)
+        self.contacts_read = threading.Event()
+
+    def read(self, request: ReadRequest) -> Iterator[Page]:
+        if request.stream is ObjectType.COMPANY:
+            assert self.contacts_read.wait(10)
+            yield from super().read(request)
+            return
+        yield from super().read(request)
+        self.contacts_read.set()
+
+
+def test_streams_read_side_by_side_end_as_streams_read_one_after_the_other(
+    store_url: str, tmp_path: object
+) -> None:
+    from crmsync.adapters.store import create_store
+
+    together = create_store(store_url)
+    result = make_engine(together).run("crm", CompaniesLast(sample()), reading=SIDE_BY_SIDE)
+    assert result.status == "succeeded", result.error
+    assert result.counts.created == 85  # every contact waited for its company, then joined
+    got = snapshot(together)
+    together.dispose()
+
+    apart = create_store(f"sqlite:///{tmp_path}/apart.db")
+    apart.ensure_schema()
+    make_engine(apart).run("crm", sample(), reading=ReadPlan(read_ahead=0))
+    assert got == snapshot(apart)
+    apart.dispose()
+
+
+@pytest.mark.parametrize("reading", READINGS)
 @pytest.mark.parametrize("crash_after", [0, 1, 3, 4, 9, 12])
 def test_a_run_killed_mid_way_and_resumed_ends_identical_to_a_clean_run(
-    store_url: str, crash_after: int, tmp_path: object
+    store_url: str, crash_after: int, reading: ReadPlan, tmp_path: object
 ) -> None:
     from crmsync.adapters.store import create_store
 
     crashed = create_store(store_url)
     broken = sample()
     broken.fail_after_pages = crash_after
-    first = make_engine(crashed).run("crm", broken, full=True)
+    first = make_engine(crashed).run("crm", broken, full=True, reading=reading)
     assert first.status == "failed"
     assert "injected failure" in (first.error or "")
 
-    resumed = make_engine(crashed).run("crm", sample(), full=True)
+    resumed = make_engine(crashed).run("crm", sample(), full=True, reading=reading)
     assert resumed.status == "succeeded"
     result = snapshot(crashed)
     crashed.dispose()

@@ -6,6 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from crmsync.adapters.readiness import email_valid
 from crmsync.adapters.store import Store
 from crmsync.adapters.tables import aliases, contacts, customers, external_refs, quarantine
 
@@ -33,7 +34,7 @@ def snapshot(store: Store) -> dict[str, Any]:
                         k.external_id or k.email,
                         k.name,
                         k.email,
-                        k.email_valid,
+                        email_valid(k),  # as shown: the column only remembers a check
                         k.billing_preference,
                         k.crm_designated,
                         k.removed_at is not None,

@@ -226,7 +226,9 @@ def sync(
         for name in names:
             connector = application.build_connector(name)
             try:
-                results.append(engine.run(name, connector, full=full))
+                results.append(
+                    engine.run(name, connector, full=full, reading=application.reading(name))
+                )
             finally:
                 connector.close()
     _report(ctx, results, started, as_json)

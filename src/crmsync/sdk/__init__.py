@@ -10,6 +10,7 @@ from crmsync.sdk.connector import (
     ConnectorConfig,
     ConnectorContext,
     ConnectorPlugin,
+    ReadPlan,
     ReadRequest,
     utc_now,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "Cursor",
     "ObjectType",
     "Page",
+    "ReadPlan",
     "ReadRequest",
     "Record",
     "utc_now",

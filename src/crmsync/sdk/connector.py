@@ -31,6 +31,7 @@ __all__ = [
     "ConnectorConfig",
     "ConnectorContext",
     "ConnectorPlugin",
+    "ReadPlan",
     "ReadRequest",
     "utc_now",
 ]
@@ -126,6 +127,22 @@ class Connector(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """How the engine reads a connector's streams: the plugin's say, not the user's."""
+
+    read_ahead: int = 2
+    """Pages each stream is read ahead of the writer, on a thread of its own, so that a
+    connector's waits on its CRM overlap the store's work. ``0`` reads inline: right for
+    sources that never wait (local files), where a second thread would only contend
+    with the writer for the interpreter."""
+    side_by_side: bool = False
+    """Read the streams at the same time rather than one after the other (with
+    ``read_ahead``): for CRMs whose answers take a while, where each stream is a chain
+    of requests and the chains then overlap. The connector's reads must be safe to run
+    on several threads. A contact read before its company waits for it in the store."""
+
+
 ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
 
 
@@ -137,3 +154,4 @@ class ConnectorPlugin(Generic[ConfigT]):
     config_model: builtins.type[ConfigT]
     factory: Callable[[ConfigT, ConnectorContext], Connector]
     description: str = ""
+    reading: ReadPlan = field(default_factory=ReadPlan)

@@ -20,7 +20,8 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -37,9 +38,9 @@ from crmsync.adapters.store import Store
 from crmsync.adapters.writer import Writer
 from crmsync.domain import TaxStatus
 from crmsync.errors import ConnectorError, CrmSyncError, RateLimitExhausted
-from crmsync.sdk.connector import Clock, Connector, ReadRequest, utc_now
+from crmsync.sdk.connector import Clock, Connector, ReadPlan, ReadRequest, utc_now
 from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType, Page
-from crmsync.service.prefetch import prefetch
+from crmsync.service.prefetch import prefetch, side_by_side
 
 __all__ = ["ConnectorBusy", "RunResult", "SyncEngine"]
 
@@ -205,8 +206,20 @@ class SyncEngine:
 
         self._transaction(end)
 
-    def run(self, name: str, connector: Connector, *, full: bool = False) -> RunResult:
-        """Sync every stream of one connector: full, or incremental from the saved cursors."""
+    def run(
+        self,
+        name: str,
+        connector: Connector,
+        *,
+        full: bool = False,
+        reading: ReadPlan | None = None,
+    ) -> RunResult:
+        """Sync every stream of one connector: full, or incremental from the saved cursors.
+
+        ``reading`` is how the connector's plugin wants its streams read (by default
+        ``prefetch_pages`` ahead, one stream after the other).
+        """
+        plan = reading or ReadPlan(read_ahead=self.prefetch_pages)
         mode = "full" if full else "incremental"
         started = time.monotonic()
         run_id = self._start(name, mode, lease=True)
@@ -215,17 +228,20 @@ class SyncEngine:
         per_stream: dict[str, runs.RunCounts] = {}
         status, error = "succeeded", None
         log.info("sync %s started (run %d, %s)", name, run_id, mode)
+
+        def request(stream: ObjectType) -> ReadRequest:
+            cursor = self._transaction(partial(runs.load_cursor, connector=name, stream=stream))
+            return ReadRequest(stream=stream, cursor=cursor, full=full, started_at=run_started_at)
+
         try:
-            for stream in connector.streams():
-                stream_counts = per_stream.setdefault(stream.value, runs.RunCounts())
-                cursor = self._transaction(partial(runs.load_cursor, connector=name, stream=stream))
-                request = ReadRequest(
-                    stream=stream, cursor=cursor, full=full, started_at=run_started_at
-                )
-                for page in prefetch(connector.read(request), self.prefetch_pages):
-                    self._commit_page(name, run_id, page, counts, stream_counts)
+            streams = list(connector.streams())
+            for stream in streams:
+                per_stream[stream.value] = runs.RunCounts()
+            with closing(self._pages(connector, streams, request, plan)) as pages:
+                for page in pages:
+                    self._commit_page(name, run_id, page, counts, per_stream[page.stream.value])
                     if self.progress is not None:
-                        self.progress(name, stream, counts)
+                        self.progress(name, page.stream, counts)
         except RateLimitExhausted as exc:
             status, error = "rate_limited", str(exc)
             log.warning("sync %s stopped: %s; it resumes from its cursor next run", name, exc)
@@ -242,6 +258,22 @@ class SyncEngine:
         duration = time.monotonic() - started
         log.info("sync %s %s in %.1fs: %s", name, status, duration, counts.as_dict())
         return RunResult(run_id, name, mode, status, counts, duration, error, per_stream)
+
+    @staticmethod
+    def _pages(
+        connector: Connector,
+        streams: Sequence[ObjectType],
+        request: Callable[[ObjectType], ReadRequest],
+        plan: ReadPlan,
+    ) -> Generator[Page, None, None]:
+        """The pages of every stream, in the order the plan reads them."""
+        if plan.side_by_side and plan.read_ahead > 0 and len(streams) > 1:
+            yield from side_by_side(
+                [connector.read(request(stream)) for stream in streams], plan.read_ahead
+            )
+            return
+        for stream in streams:
+            yield from prefetch(connector.read(request(stream)), plan.read_ahead)
 
     def _commit_page(
         self,
