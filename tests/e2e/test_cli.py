@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from crmsync.adapters.store import create_store
 from tests.e2e.conftest import CLI, ROOT, run_cli
+from tests.support.progress import records_committed
 from tests.support.snapshot import snapshot
 
 pytestmark = pytest.mark.slow
@@ -216,15 +216,6 @@ def _config(folder: Path, db: str) -> Path:
     return path
 
 
-def _seen(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            row = conn.execute("SELECT max(seen) FROM sync_runs").fetchone()
-            return int(row[0] or 0)
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.parametrize("kill_after", [200, 1500, 3500])
 def test_a_sync_killed_mid_way_and_run_again_ends_exactly_as_a_clean_run(
     tmp_path: Path, kill_after: int
@@ -237,7 +228,7 @@ def test_a_sync_killed_mid_way_and_run_again_ends_exactly_as_a_clean_run(
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while _seen(tmp_path / "killed.db") < kill_after and victim.poll() is None:
+    while records_committed(tmp_path / "killed.db") < kill_after and victim.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.005)
     victim.send_signal(signal.SIGKILL)

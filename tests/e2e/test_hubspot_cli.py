@@ -32,6 +32,7 @@ import yaml
 from crmsync.adapters.store import create_store
 from tests.e2e.conftest import CLI, Result, run_cli
 from tests.fakes.hubspot import FakeHubSpot, HubSpotData, OAuthConfig, run_fake_hubspot
+from tests.support.progress import records_committed
 from tests.support.snapshot import row_counts, snapshot
 
 pytestmark = pytest.mark.slow
@@ -350,7 +351,7 @@ def test_a_run_killed_mid_way_and_resumed_ends_identical_to_a_clean_run(
 
     victim = killed.popen_sync("--full")
     deadline = time.monotonic() + 60
-    while _seen(killed.db) < kill_after and victim.poll() is None:
+    while records_committed(killed.db) < kill_after and victim.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.003)
     victim.send_signal(signal.SIGKILL)
@@ -366,15 +367,6 @@ def test_a_run_killed_mid_way_and_resumed_ends_identical_to_a_clean_run(
     assert killed.runs()[-1]["status"] == "abandoned"
     assert killed.snapshot() == clean.snapshot()
     assert killed.row_counts()["customers"] == 300
-
-
-def _seen(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            row = conn.execute("SELECT max(seen) FROM sync_runs").fetchone()
-            return int(row[0] or 0)
-    except sqlite3.Error:
-        return 0
 
 
 # -- rate limits -----------------------------------------------------------------------

@@ -241,7 +241,8 @@ def acquire_lease(
         set_={"owner": stmt.excluded.owner, "expires_at": stmt.excluded.expires_at},
         where=sa.or_(*free),
     )
-    conn.execute(stmt)
+    if conn.execute(stmt.returning(sync_leases.c.owner)).first() is not None:
+        return None  # taken or renewed (one statement: this runs with every page)
     holder: Any = conn.execute(
         sa.select(sync_leases.c.owner).where(sync_leases.c.connector == connector)
     ).scalar_one()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import TypeVar
 
 __all__ = ["prefetch", "side_by_side"]
@@ -15,7 +15,7 @@ T = TypeVar("T")
 _DONE = object()
 
 
-def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
+def prefetch(items: Iterator[T], depth: int) -> Generator[T, None, None]:
     """Yield ``items``, produced up to ``depth`` ahead by a background thread.
 
     Memory stays bounded (at most ``depth`` items wait); an exception raised by the
@@ -69,7 +69,7 @@ def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
         worker.join(timeout=5)
 
 
-def side_by_side(sources: Sequence[Iterator[T]], depth: int) -> Iterator[T]:
+def side_by_side(sources: Sequence[Iterator[T]], depth: int) -> Generator[T, None, None]:
     """Yield the items of several iterators, each produced up to ``depth`` ahead by a
     thread of its own.
 

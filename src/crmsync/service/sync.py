@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -47,6 +47,11 @@ __all__ = ["ConnectorBusy", "RunResult", "SyncEngine"]
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, ObjectType, runs.RunCounts], None]
+
+HEARTBEAT_EVERY = timedelta(seconds=2)
+"""How often a run's row gets its counts and heartbeat while pages commit (and when it
+ends). Each page commits its cursor; the run row only needs to show a live run."""
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 class ConnectorBusy(CrmSyncError):
@@ -127,6 +132,8 @@ class SyncEngine:
         self.prefetch_pages = prefetch_pages
         self.progress = progress
         self.conflict_attempts = conflict_attempts
+        self._beats: dict[int, datetime] = {}
+        """When each run's row last got its counts and heartbeat."""
 
     # -- one transaction per page --------------------------------------------------
 
@@ -283,7 +290,9 @@ class SyncEngine:
         counts: runs.RunCounts,
         stream_counts: runs.RunCounts,
     ) -> None:
-        def work(conn: Connection) -> tuple[runs.RunCounts, runs.RunCounts, Counter[str]]:
+        def work(
+            conn: Connection,
+        ) -> tuple[runs.RunCounts, runs.RunCounts, Counter[str], datetime | None]:
             take_rows_written(conn)  # what an attempt that rolled back counted
             now = self.clock()
             holder = runs.acquire_lease(conn, name, self.worker_id, now, self.lease_ttl)
@@ -293,10 +302,17 @@ class SyncEngine:
             self.apply_page(conn, name, page, run_id, page_counts)
             total = _plus(counts, page_counts)
             runs.save_cursor(conn, name, page.stream, page.cursor, now)
-            runs.update_run(conn, run_id, total, now)
-            return total, page_counts, take_rows_written(conn)
+            if now - self._beats.get(run_id, _NEVER) >= HEARTBEAT_EVERY:
+                runs.update_run(conn, run_id, total, now)
+                beat = now
+            else:
+                beat = None
+            return total, page_counts, take_rows_written(conn), beat
 
-        total, page_counts, rows_written = self._transaction(work)
+        total, page_counts, rows_written, beat = self._transaction(work)
+        if beat is not None:  # only once committed: a page that rolled back beat nothing
+            self._beats[run_id] = beat
+
         self.store.note_written(rows_written)
         _assign(counts, total)
         _assign(stream_counts, _plus(stream_counts, page_counts))
