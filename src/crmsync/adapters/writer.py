@@ -37,6 +37,7 @@ from crmsync.adapters.readiness import (
 )
 from crmsync.adapters.sql import (
     copy_rows,
+    find,
     insert_for,
     insert_rows,
     new_id,
@@ -66,6 +67,21 @@ from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType
 __all__ = ["WriteCounts", "Writer", "content_hash"]
 
 _HASH_EXCLUDE = {"modified_at"}
+
+# The columns of the lookups every page makes (see sql.find: compiled once each).
+_COMPANY_HASHES = (
+    external_refs.c.external_id,
+    external_refs.c.content_hash,
+    external_refs.c.merged_into,
+)
+_COMPANY_CUSTOMERS = (external_refs.c.external_id, external_refs.c.customer_id)
+_PENDING = (pending_links.c.contact_external_id, pending_links.c.company_external_id)
+_CONTACT_HASHES = (
+    contacts.c.external_id,
+    contacts.c.customer_id,
+    contacts.c.content_hash,
+    contacts.c.removed_at.is_(None).label("active"),
+)
 
 
 def content_hash(record: CompanyRecord | ContactRecord) -> str:
@@ -177,16 +193,13 @@ class Writer:
         # their stored rows in full.
         stored: dict[str, tuple[str, str | None]] = {
             external_id: (digest, merged_into)
-            for external_id, digest, merged_into in select_in(
+            for external_id, digest, merged_into in find(
                 self.conn,
-                [
-                    external_refs.c.external_id,
-                    external_refs.c.content_hash,
-                    external_refs.c.merged_into,
-                ],
+                _COMPANY_HASHES,
                 external_refs.c.external_id,
                 (r.external_id for r in recs),
-                *ours,
+                connector=self.connector,
+                object_type=ObjectType.COMPANY.value,
             )
         }
         hashes = {r.external_id: content_hash(r) for r in recs}
@@ -564,22 +577,22 @@ class Writer:
         self._fold_merged_contacts([r for r in recs if r.merged_ids], counts)
         company_ids = {link.company_id for r in recs for link in r.companies}
         customer_of: dict[str, str] = dict(
-            select_in(
+            find(
                 self.conn,
-                [external_refs.c.external_id, external_refs.c.customer_id],
+                _COMPANY_CUSTOMERS,
                 external_refs.c.external_id,
                 company_ids,
-                external_refs.c.connector == self.connector,
-                external_refs.c.object_type == ObjectType.COMPANY.value,
+                connector=self.connector,
+                object_type=ObjectType.COMPANY.value,
             )
         )
         pending: dict[str, set[str]] = defaultdict(set)
-        for contact_id, company_id in select_in(
+        for contact_id, company_id in find(
             self.conn,
-            [pending_links.c.contact_external_id, pending_links.c.company_external_id],
+            _PENDING,
             pending_links.c.contact_external_id,
             (r.external_id for r in recs) if self._any_pending() else (),
-            pending_links.c.connector == self.connector,
+            connector=self.connector,
         ):
             pending[contact_id].add(company_id)
 
@@ -587,17 +600,12 @@ class Writer:
         # memberships' hashes); only the others need their stored rows in full.
         active_hashes: dict[str, dict[str, str | None]] = {}
         stored: set[str] = set()
-        for external_id, customer_id, stored_hash, active in select_in(
+        for external_id, customer_id, stored_hash, active in find(
             self.conn,
-            [
-                contacts.c.external_id,
-                contacts.c.customer_id,
-                contacts.c.content_hash,
-                contacts.c.removed_at.is_(None).label("active"),
-            ],
+            _CONTACT_HASHES,
             contacts.c.external_id,
             (r.external_id for r in recs),
-            contacts.c.connector == self.connector,
+            connector=self.connector,
         ):
             stored.add(external_id)
             if active:

@@ -6,6 +6,8 @@ import gc
 
 __all__ = ["settle_heap"]
 
+_YOUNG_THRESHOLD = 10_000
+
 
 def settle_heap() -> None:
     """Take what start-up built out of the garbage collector's way, before a sync.
@@ -15,8 +17,13 @@ def settle_heap() -> None:
     process holds: the imported libraries, SQLAlchemy's and pydantic's schemas, the
     country tables. Freezing those once they are built (``gc.freeze``) leaves the
     collector only the objects made since; measured on the store benchmark, a fifth
-    of a bulk import's time. Objects frozen here stay alive for the process' life,
-    so call this once, after start-up, not per run.
+    of a bulk import's time. The youngest generation is then collected after 10,000
+    new objects instead of 700: nearly all a sync allocates is freed by reference
+    counting long before, and the collections saved were another twentieth of the
+    import (CPython's defaults suit programs that keep what they allocate). Objects
+    frozen here stay alive for the process' life, so call this once, after start-up,
+    not per run.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
