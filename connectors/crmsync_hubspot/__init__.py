@@ -10,7 +10,7 @@ config keys are documented in :mod:`crmsync_hubspot.config`; how passes read Hub
 
 from __future__ import annotations
 
-from crmsync.sdk.connector import Connector, ConnectorContext, ConnectorPlugin
+from crmsync.sdk.connector import Connector, ConnectorContext, ConnectorPlugin, ReadPlan
 from crmsync_hubspot.config import (
     BillingContactSettings,
     CompanyProperties,
@@ -40,4 +40,8 @@ plugin: ConnectorPlugin[HubSpotConfig] = ConnectorPlugin(
     config_model=HubSpotConfig,
     factory=_build,
     description="Companies and contacts from HubSpot's CRM API (private app or OAuth).",
+    # Each stream is a chain of requests (every answer holds the next page's token):
+    # read the companies and the contacts side by side and the two chains overlap.
+    # The connector's clients, pacers and token source are shared and thread-safe.
+    reading=ReadPlan(read_ahead=2, side_by_side=True),
 )

@@ -384,7 +384,9 @@ def test_a_429_storm_is_waited_out_and_every_record_arrives(hubspot: Start) -> N
     assert result["runs"][0]["status"] == "succeeded"
     assert result["runs"][0]["counts"]["created"] == 1_600
     assert project.fake.requests.by_status[429] == 8
-    assert result["runs"][0]["duration_seconds"] >= 8 * 0.5  # each window waited out
+    # each window waited out: four after each other in each stream (the streams may
+    # be read side by side, their waits overlapping)
+    assert result["runs"][0]["duration_seconds"] >= 4 * 0.5
     assert project.row_counts()["contacts"] == 1_200
 
 

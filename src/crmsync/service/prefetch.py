@@ -3,11 +3,15 @@ several streams at once."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from typing import TypeVar
+
+log = logging.getLogger(__name__)
 
 __all__ = ["prefetch", "side_by_side"]
 
@@ -69,9 +73,18 @@ def prefetch(items: Iterator[T], depth: int) -> Generator[T, None, None]:
         worker.join(timeout=5)
 
 
-def side_by_side(sources: Sequence[Iterator[T]], depth: int) -> Generator[T, None, None]:
+def side_by_side(
+    sources: Sequence[Iterator[T]], depth: int, *, patience: float = 0.1
+) -> Generator[T, None, None]:
     """Yield the items of several iterators, each produced up to ``depth`` ahead by a
-    thread of its own.
+    thread of its own, the later ones started when the consumer would wait.
+
+    The first source starts at once; the next one when the one before has produced
+    its last item, or as soon as the consumer has waited ``patience`` seconds in all
+    for items since the last start: reading is then slower than what the consumer
+    does with the items (a CRM's answers take long to arrive), and reading the next
+    source alongside overlaps the waits. When reading keeps ahead, the sources run
+    one after the other and no thread contends for the interpreter in vain.
 
     When several sources have an item ready, the earliest source's comes first (the
     engine lists companies before contacts). Memory stays bounded (``depth`` items per
@@ -85,6 +98,7 @@ def side_by_side(sources: Sequence[Iterator[T]], depth: int) -> Generator[T, Non
     depth = max(depth, 1)
     ready = threading.Condition()
     queues: list[deque[object]] = [deque() for _ in sources]
+    produced = [False] * len(sources)
     stop = threading.Event()
 
     def produce(index: int, items: Iterator[T]) -> None:
@@ -106,22 +120,39 @@ def side_by_side(sources: Sequence[Iterator[T]], depth: int) -> Generator[T, Non
                 close()
             with ready:
                 queues[index].append(outcome if not stop.is_set() else _DONE)
+                produced[index] = True
                 ready.notify_all()
 
     workers = [
         threading.Thread(target=produce, args=(i, items), name=f"crmsync-read-{i}", daemon=True)
         for i, items in enumerate(sources)
     ]
-    for worker in workers:
-        worker.start()
+    started = 0
+    waited = 0.0  # seconds the consumer waited for items since the last start
+
+    def start_next() -> None:
+        nonlocal started, waited
+        if started and not produced[started - 1]:
+            log.debug("reading source %d alongside: its consumer waited %.2f s", started, waited)
+        workers[started].start()
+        started += 1
+        waited = 0.0
+
+    start_next()
     try:
         live = len(sources)
         while live:
             with ready:
                 while not any(queues):
-                    ready.wait()
+                    if started < len(workers) and (produced[started - 1] or waited >= patience):
+                        start_next()
+                    began = time.monotonic()
+                    ready.wait(patience / 4)
+                    waited += time.monotonic() - began
                 item = next(q for q in queues if q).popleft()
                 ready.notify_all()
+                if started < len(workers) and produced[started - 1]:
+                    start_next()
             if item is _DONE:
                 live -= 1
             elif isinstance(item, BaseException):
@@ -132,5 +163,9 @@ def side_by_side(sources: Sequence[Iterator[T]], depth: int) -> Generator[T, Non
         stop.set()
         with ready:
             ready.notify_all()
-        for worker in workers:
+        for worker in workers[:started]:
             worker.join(timeout=5)
+        for items in sources[started:]:  # never started: nothing else will close them
+            close = getattr(items, "close", None)
+            if callable(close):
+                close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -97,11 +99,57 @@ def test_a_consumer_that_stops_early_stops_every_producer() -> None:
         finally:
             closed[i].set()
 
-    reader = side_by_side([source(0), source(1)], depth=2)
+    def slow_start() -> Iterator[int]:
+        time.sleep(0.05)  # the consumer waits, so the second source starts
+        yield from source(0)
+
+    reader = side_by_side([slow_start(), source(1)], depth=2, patience=0.01)
     next(reader)
     reader.close()
 
     assert all(event.wait(5) for event in closed)
+
+
+def test_a_source_never_started_is_closed_when_the_consumer_stops() -> None:
+    later = count("b", 3)
+    reader = side_by_side([count("a", 1_000), later], depth=2, patience=60)
+    next(reader)
+    reader.close()
+
+    assert inspect.getgeneratorstate(later) == inspect.GEN_CLOSED  # type: ignore[arg-type]
+
+
+def test_the_next_source_starts_only_when_the_consumer_waits_or_the_one_before_ends() -> None:
+    first_done = threading.Event()
+    started_early: list[bool] = []
+
+    def companies() -> Iterator[str]:
+        yield from count("a", 20)  # always ready: the consumer never waits
+        first_done.set()
+
+    def contacts() -> Iterator[str]:
+        started_early.append(not first_done.is_set())
+        yield from count("b", 2)
+
+    assert len(list(side_by_side([companies(), contacts()], depth=2, patience=0.5))) == 22
+    assert started_early == [False]
+
+
+def test_the_next_source_starts_early_when_the_first_keeps_the_consumer_waiting() -> None:
+    contacts_seen = threading.Event()
+
+    def companies() -> Iterator[str]:
+        yield "a0"
+        assert contacts_seen.wait(5), "the contacts never started"  # a slow CRM
+        yield "a1"
+
+    def contacts() -> Iterator[str]:
+        contacts_seen.set()
+        yield "b0"
+
+    items = list(side_by_side([companies(), contacts()], depth=2, patience=0.05))
+
+    assert sorted(items) == ["a0", "a1", "b0"]
 
 
 def test_read_ahead_never_holds_more_than_its_depth() -> None:
