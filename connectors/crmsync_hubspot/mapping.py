@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -287,6 +288,7 @@ def map_contact(
 # --- associations --------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=64)
 def label_v3_name(label: str) -> str:
     """How v3 inline associations name a user-defined label: its text in snake case.
 

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -166,25 +167,31 @@ class _Batch:
         Values that repeat down a column (a page's ``now``, a shared ``modified_at``)
         are processed once per call rather than once per row.
         """
-        columns = [[row[f] for row in rows] for f in self.fields]
-        for i, process in enumerate(self.processors):
-            if process is not None:
-                columns[i] = _processed(process, columns[i])
+        pick = itemgetter(*self.fields)
+        values: list[Any] = list(map(pick, rows))
+        if len(self.fields) == 1:
+            values = [(value,) for value in values]
+        if any(self.processors):
+            columns = list(zip(*values, strict=True))
+            for i, process in enumerate(self.processors):
+                if process is not None:
+                    columns[i] = _processed(process, columns[i])
+            values = list(zip(*columns, strict=True))
         if self.positional:
-            return list(zip(*columns, strict=True))
+            return values
         names = self.names
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        return [dict(zip(names, row, strict=True)) for row in values]
 
 
-def _processed(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+def _processed(process: Callable[[Any], Any], values: Sequence[Any]) -> tuple[Any, ...]:
     seen: dict[Any, Any] = {}
     try:
         for value in values:
             if value not in seen:
                 seen[value] = process(value)
     except TypeError:  # unhashable (a JSON list, say): process each one
-        return [process(value) for value in values]
-    return [seen[value] for value in values]
+        return tuple(map(process, values))
+    return tuple(map(seen.__getitem__, values))
 
 
 def _compile(

@@ -86,6 +86,16 @@ def _states(country: str) -> dict[str, str]:
     return names
 
 
+@lru_cache(maxsize=1024)
+def _is_country_code(code: str) -> bool:
+    return len(code) == 2 and pycountry.countries.get(alpha_2=code) is not None
+
+
+@lru_cache(maxsize=64)
+def _state_codes(country: str) -> frozenset[str]:
+    return frozenset(_states(country).values())
+
+
 @lru_cache(maxsize=4096)
 def normalize_state(country: str | None, raw: str | None) -> str | None:
     """Return the state code for US and CA addresses (given as code or name), else the input."""
@@ -142,11 +152,11 @@ def address_problems(address: Address) -> list[str]:
         if not value
     ]
     country = address.country
-    if country and (len(country) != 2 or pycountry.countries.get(alpha_2=country) is None):
+    if country and not _is_country_code(country):
         problems.append(f"country {country!r} is not an ISO 3166-1 country")
     elif country in STATE_REQUIRED_COUNTRIES:
         if not address.state:
             problems.append(f"missing state (required for {country})")
-        elif address.state not in _states(country).values():
+        elif address.state not in _state_codes(country):
             problems.append(f"state {address.state!r} is not a {country} state code")
     return problems
