@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from crmsync.adapters.sql import insert_rows, new_id, select_in, update_rows
+from crmsync.adapters.batch import insert_rows, update_rows
+from crmsync.adapters.sql import find, new_id, select_in
 from crmsync.adapters.store import Store
 from crmsync.adapters.tables import aliases, customers, sync_leases
 from crmsync.sdk import utc_now
@@ -124,3 +125,28 @@ def test_new_ids_are_url_safe_unique_and_sort_in_the_order_they_were_made() -> N
     assert len(set(first)) == 1_000
     assert all(re.fullmatch(r"cus_[0-9a-f]{32}", i) for i in first)
     assert second > max(first)
+
+
+_LEASE_OWNERS = (sync_leases.c.connector, sync_leases.c.owner)
+
+
+def test_find_reads_rows_by_thousands_of_keys_and_the_columns_it_is_told(store: Store) -> None:
+    with store.begin() as conn:
+        insert_rows(conn, sync_leases, [lease(f"c{i}", owner=f"w{i % 2}") for i in range(2_000)])
+
+        found = find(
+            conn,
+            _LEASE_OWNERS,
+            sync_leases.c.connector,
+            [f"c{i}" for i in range(0, 2_000, 3)] + ["missing"],
+            owner="w1",
+        )
+
+    assert sorted(tuple(row) for row in found) == sorted(
+        (f"c{i}", "w1") for i in range(0, 2_000, 3) if i % 2 == 1
+    )
+
+
+def test_find_refuses_columns_whose_values_need_converting(store: Store) -> None:
+    with store.begin() as conn, pytest.raises(TypeError, match="select_in"):
+        find(conn, (sync_leases.c.expires_at,), sync_leases.c.connector, ["a"])

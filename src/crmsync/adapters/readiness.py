@@ -25,7 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crmsync.adapters.sql import chunks, copy_rows, is_in, update_rows
+from crmsync.adapters.batch import copy_rows, update_rows
+from crmsync.adapters.sql import chunks, is_in
 from crmsync.adapters.tables import contacts, customers, external_refs
 from crmsync.domain import (
     Address,

@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from crmsync.adapters.batch import copy_rows, insert_rows, update_rows
 from crmsync.adapters.readiness import (
     MEMBERSHIP_KEY,
     ContactChanges,
@@ -35,15 +36,7 @@ from crmsync.adapters.readiness import (
     new_customer_readiness,
     refresh_customers,
 )
-from crmsync.adapters.sql import (
-    copy_rows,
-    find,
-    insert_for,
-    insert_rows,
-    new_id,
-    select_in,
-    update_rows,
-)
+from crmsync.adapters.sql import find, insert_for, new_id, select_in
 from crmsync.adapters.tables import (
     aliases,
     billing_schedules,

@@ -32,8 +32,8 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from crmsync.adapters import runs
+from crmsync.adapters.batch import take_rows_written
 from crmsync.adapters.readiness import OrderFor
-from crmsync.adapters.sql import take_rows_written
 from crmsync.adapters.store import Store
 from crmsync.adapters.writer import Writer
 from crmsync.domain import TaxStatus
