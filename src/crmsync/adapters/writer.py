@@ -3,14 +3,18 @@
 For each page the writer reads the content hashes the store holds for the page's
 ids in one query, skips records whose hash is unchanged (so a second sync over the
 same data writes nothing, not even timestamps), reads the stored rows of the others
-and writes them with multi-row statements. A customer created from a new company
-is inserted with its readiness already computed. Concurrent writers are safe:
+and writes them with batched statements (:mod:`crmsync.adapters.batch`). A customer
+created from a new company is inserted with its readiness already computed; the
+contact rows a page decides on are handed to the readiness refresh
+(:class:`~crmsync.adapters.readiness.ContactChanges`), which writes them in their
+final state, primary or not, under the customers' locks. Concurrent writers are safe:
 
 - a new CRM company is *claimed* by inserting its ``external_refs`` row with
   ``ON CONFLICT DO NOTHING``; only the claimant creates the customer (the foreign
   key is deferred), a loser updates the winner's customer instead;
-- contacts and aliases are inserted with ``ON CONFLICT DO NOTHING`` against their
-  unique keys, and an alias a concurrent writer took is reported as a conflict;
+- aliases are inserted with ``ON CONFLICT DO NOTHING`` against their unique keys,
+  and an alias a concurrent writer took is reported as a conflict; a contact
+  membership a concurrent writer added first is kept, not duplicated;
 - a record older than what is stored (``modified_at``) never overwrites it.
 
 Nothing here commits: the engine wraps a page and its cursor in one transaction.
