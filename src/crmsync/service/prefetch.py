@@ -19,6 +19,13 @@ T = TypeVar("T")
 _DONE = object()
 
 
+def _close(items: Iterator[object]) -> None:
+    """Close a generator (or anything with ``close``) that will not be read further."""
+    close = getattr(items, "close", None)
+    if callable(close):
+        close()
+
+
 def prefetch(items: Iterator[T], depth: int) -> Generator[T, None, None]:
     """Yield ``items``, produced up to ``depth`` ahead by a background thread.
 
@@ -48,9 +55,7 @@ def prefetch(items: Iterator[T], depth: int) -> Generator[T, None, None]:
         except BaseException as exc:  # handed to the consumer, not swallowed
             outcome = exc
         finally:
-            close = getattr(items, "close", None)
-            if callable(close):
-                close()
+            _close(items)
         while not stop.is_set():
             try:
                 buffer.put(outcome, timeout=0.1)
@@ -115,9 +120,7 @@ def side_by_side(
         except BaseException as exc:  # handed to the consumer, not swallowed
             outcome = exc
         finally:
-            close = getattr(items, "close", None)
-            if callable(close):
-                close()
+            _close(items)
             with ready:
                 queues[index].append(outcome if not stop.is_set() else _DONE)
                 produced[index] = True
@@ -166,6 +169,4 @@ def side_by_side(
         for worker in workers[:started]:
             worker.join(timeout=5)
         for items in sources[started:]:  # never started: nothing else will close them
-            close = getattr(items, "close", None)
-            if callable(close):
-                close()
+            _close(items)

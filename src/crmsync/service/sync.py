@@ -262,6 +262,7 @@ class SyncEngine:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("sync %s failed unexpectedly", name)
         self._finish(name, run_id, status, counts, error)
+        self._beats.pop(run_id, None)
         duration = time.monotonic() - started
         log.info("sync %s %s in %.1fs: %s", name, status, duration, counts.as_dict())
         return RunResult(run_id, name, mode, status, counts, duration, error, per_stream)
