@@ -26,10 +26,19 @@ __all__ = [
     "Batch",
     "compile_batch",
     "copy_rows",
+    "insert_for",
     "insert_rows",
     "take_rows_written",
     "update_rows",
 ]
+
+
+def insert_for(conn: Connection | Dialect, table: sa.Table) -> Any:
+    """An INSERT that supports ``on_conflict_do_nothing/do_update`` on this dialect."""
+    dialect = conn.dialect if isinstance(conn, Connection) else conn
+    if dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +117,7 @@ def _insert_batch(
     skip_conflicts: bool,
     conflict_on: tuple[str, ...] | None,
 ) -> Batch:
-    stmt = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
+    stmt = insert_for(dialect, table)
     if conflict_on:
         stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[c] for c in conflict_on])
     elif skip_conflicts:

@@ -100,9 +100,7 @@ def customer_view(
 
 def email_valid(row: Any) -> bool:
     """Whether a ``contacts`` row's email address is valid: as stored once checked, else checked."""
-    if row.email_valid is not None:
-        return bool(row.email_valid)
-    return check_email(row.email).valid
+    return _checked(row._mapping)
 
 
 def _checked(row: Mapping[str, Any]) -> bool:

@@ -9,11 +9,11 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Dialect
 from uuid_utils import uuid7
 
-from crmsync.adapters.batch import Batch, compile_batch
+from crmsync.adapters.batch import Batch, compile_batch, insert_for
 
 __all__ = ["chunks", "find", "insert_for", "is_in", "new_id", "select_in"]
 
@@ -45,13 +45,6 @@ def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
-
-
-def insert_for(conn: Connection, table: sa.Table) -> Any:
-    """An INSERT that supports ``on_conflict_do_nothing/do_update`` on this connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def is_in(conn: Connection, column: Any, values: Sequence[str]) -> Any:
