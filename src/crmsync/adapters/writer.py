@@ -59,9 +59,10 @@ from crmsync.domain import (
     TaxStatus,
     normalize_address,
 )
+from crmsync.domain.values import fold_alias
 from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType
 
-__all__ = ["WriteCounts", "Writer", "content_hash"]
+__all__ = ["WriteCounts", "Writer", "claim_released_aliases", "content_hash"]
 
 _HASH_EXCLUDE = {"modified_at"}
 
@@ -149,8 +150,8 @@ def _clean_aliases(values: Iterable[str]) -> list[str]:
     seen: dict[str, str] = {}
     for value in values:
         text = value.strip()
-        if text and text.casefold() not in seen:
-            seen[text.casefold()] = text
+        if text and fold_alias(text) not in seen:
+            seen[fold_alias(text)] = text
     return list(seen.values())
 
 
@@ -393,7 +394,7 @@ class Writer:
                 [
                     {
                         "value": ids[r.external_id],
-                        "folded": ids[r.external_id].casefold(),
+                        "folded": fold_alias(ids[r.external_id]),
                         "customer_id": ids[r.external_id],
                         "source": "id",
                         "connector": None,
@@ -414,7 +415,11 @@ class Writer:
     def _update_companies(
         self, pairs: list[tuple[CompanyRecord, Any]], hashes: dict[str, str], counts: WriteCounts
     ) -> None:
+        """Apply changed company records. A deletion is a tombstone: it marks the link
+        deleted and changes nothing else (a CRM may send only the id of a deleted record;
+        the customer keeps its fields and aliases, and is held as ``source_deleted``)."""
         now = self.now
+        live = [(r, row) for r, row in pairs if not r.deleted]
         update_rows(
             self.conn,
             customers,
@@ -425,7 +430,7 @@ class Writer:
                     **self._company_values(r, row.tax_status_source, row.tax_status),
                     "updated_at": now,
                 }
-                for r, row in pairs
+                for r, row in live
             ],
         )
         update_rows(
@@ -438,15 +443,19 @@ class Writer:
                     "object_type": ObjectType.COMPANY.value,
                     "external_id": r.external_id,
                     "content_hash": hashes[r.external_id],
-                    "source_modified_at": r.modified_at,
+                    # a record without a modification time never forgets a known one
+                    "source_modified_at": r.modified_at or row.source_modified_at,
                     "deleted_at": (row.deleted_at or now) if r.deleted else None,
                     "updated_at": now,
                 }
                 for r, row in pairs
             ],
         )
-        current = self._crm_aliases(row.customer_id for _, row in pairs)
-        self._sync_aliases({row.customer_id: r.aliases for r, row in pairs}, current)
+        if live:
+            current = self._crm_aliases(row.customer_id for _, row in live)
+            counts.touched |= self._sync_aliases(
+                {row.customer_id: r.aliases for r, row in live}, current
+            )
         counts.updated += len(pairs)
         counts.touched.update(row.customer_id for _, row in pairs)
 
@@ -482,6 +491,7 @@ class Writer:
             for value in have
             if value not in desired.get(cid, ())
         ]
+        released: set[str] = set()
         if remove:
             self.conn.execute(
                 sa.delete(aliases).where(
@@ -490,11 +500,12 @@ class Writer:
                     aliases.c.connector == self.connector,
                 )
             )
+            released = {fold_alias(value) for value in remove}
         candidates: dict[str, tuple[str, str]] = {}  # folded -> first claimant in page order
         for cid, values in desired.items():
             for value in values:
                 if value not in current.get(cid, set()):
-                    candidates.setdefault(value.casefold(), (cid, value))
+                    candidates.setdefault(fold_alias(value), (cid, value))
         conflicts: dict[str, list[str]] = {cid: [] for cid in desired}
         wanted_rows: list[dict[str, Any]] = []
         taken = {
@@ -510,7 +521,7 @@ class Writer:
             for value in desired[cid]:
                 if value in current.get(cid, set()):
                     continue
-                folded = value.casefold()
+                folded = fold_alias(value)
                 holder = taken.get(folded)
                 if holder is not None:
                     if not (holder.customer_id == cid and holder.value == value):
@@ -545,7 +556,8 @@ class Writer:
                     conflicts[row["customer_id"]].append(row["value"])
         if new:
             conflicts = {cid: values for cid, values in conflicts.items() if values}
-        return self._store_conflicts(conflicts)
+        changed = self._store_conflicts(conflicts)
+        return changed | claim_released_aliases(self.conn, released, self.now)
 
     def _store_conflicts(self, conflicts: dict[str, list[str]]) -> set[str]:
         if not conflicts:
@@ -882,6 +894,66 @@ class Writer:
         return refresh_customers(
             self.conn, customer_ids, order_for=self.order_for, now=self.now, changes=changes
         )
+
+
+def claim_released_aliases(conn: Connection, released: set[str], now: datetime) -> set[str]:
+    """Give aliases that were just released to the customers held for wanting them.
+
+    A customer whose CRM record asked for an alias another customer held keeps it as an
+    alias conflict; once the holder lets it go (its CRM record dropped it, or a person
+    removed it), the first waiting customer (in id order) claims it through the unique
+    key, so two writers releasing and claiming at once still leave one holder. Returns
+    the customers whose conflicts changed (their readiness must be recomputed).
+    """
+    if not released:
+        return set()
+    waiting = conn.execute(
+        sa.select(customers.c.id, customers.c.alias_conflicts)
+        .where(sa.cast(customers.c.alias_conflicts, sa.Text) != "[]")
+        .order_by(customers.c.id)
+    ).all()
+    changed: set[str] = set()
+    for row in waiting:
+        wanted = [v for v in row.alias_conflicts or [] if fold_alias(v) in released]
+        if not wanted:
+            continue
+        connector = conn.execute(
+            sa.select(external_refs.c.connector)
+            .where(
+                external_refs.c.customer_id == row.id,
+                external_refs.c.object_type == ObjectType.COMPANY.value,
+            )
+            .order_by(external_refs.c.created_at)
+            .limit(1)
+        ).scalar_one_or_none()
+        won = {
+            value
+            for value in wanted
+            if insert_rows(
+                conn,
+                aliases,
+                [
+                    {
+                        "value": value,
+                        "folded": fold_alias(value),
+                        "customer_id": row.id,
+                        "source": "crm",
+                        "connector": connector,
+                        "created_at": now,
+                    }
+                ],
+                skip_conflicts=True,
+            )
+        }
+        if won:
+            left = [v for v in row.alias_conflicts if v not in won]
+            conn.execute(
+                sa.update(customers)
+                .where(customers.c.id == row.id)
+                .values(alias_conflicts=left, updated_at=now)
+            )
+            changed.add(row.id)
+    return changed
 
 
 def fold_customer(conn: Connection, loser: str, winner: str, now: datetime) -> None:

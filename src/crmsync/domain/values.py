@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -12,6 +14,8 @@ __all__ = [
     "FieldSource",
     "PrimarySource",
     "TaxStatus",
+    "fold_alias",
+    "parse_tax_status",
 ]
 
 
@@ -21,6 +25,31 @@ class TaxStatus(StrEnum):
     TAXED = "TAXED"
     TAX_EXEMPT = "TAX_EXEMPT"
     REVERSE_CHARGED = "REVERSE_CHARGED"
+
+
+MAX_FOLDED_LENGTH = 255
+
+
+def parse_tax_status(text: str) -> TaxStatus | None:
+    """A tax status from the ways people and exports spell it: ``TAX_EXEMPT``,
+    ``tax_exempt``, ``Tax Exempt``, ``tax-exempt``. ``None`` when it names none."""
+    name = "_".join(text.strip().upper().replace("-", " ").replace("_", " ").split())
+    try:
+        return TaxStatus(name)
+    except ValueError:
+        return None
+
+
+def fold_alias(value: str) -> str:
+    """The form aliases are compared in: Unicode compatibility normalisation (NFKC) and
+    case folding, so ``CAFÉ-1`` (composed or not), ``café-1`` and its full-width form are one
+    alias. The store keeps it in a unique column: two customers can never hold one alias.
+    A form longer than the column (255) keeps its head and a digest of the whole."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+    if len(folded) <= MAX_FOLDED_LENGTH:
+        return folded
+    digest = hashlib.sha256(folded.encode()).hexdigest()
+    return f"{folded[: MAX_FOLDED_LENGTH - len(digest) - 1]}#{digest}"
 
 
 class BillingPreference(StrEnum):

@@ -65,6 +65,17 @@ class ConnectorConfig(BaseModel):
                 raise ValueError(f"not a cron expression: {exc}") from None
         return value
 
+    max_deletion_share: float = Field(
+        default=0.10,
+        gt=0,
+        le=1,
+        description=(
+            "for sources whose full pass is a complete snapshot (export files): the largest"
+            " share of the connector's records one pass may mark deleted; a pass that would"
+            " mark more stops without marking any (sync --force-deletions overrides)"
+        ),
+    )
+
     primary_contact_order: tuple[PrimarySource, ...] = Field(
         default=DEFAULT_PRIMARY_ORDER,
         min_length=1,
@@ -155,3 +166,11 @@ class ConnectorPlugin(Generic[ConfigT]):
     factory: Callable[[ConfigT, ConnectorContext], Connector]
     description: str = ""
     reading: ReadPlan = field(default_factory=ReadPlan)
+    full_pass_is_snapshot: bool = False
+    """A completed full pass delivers every record the source holds (an export file), so
+    a stored record it did not deliver was removed at the source and is marked deleted
+    (held as ``source_deleted``, nothing erased). CRMs whose full passes may miss records
+    (or that report deletions themselves) leave this off."""
+    connector_class: builtins.type[object] | None = None
+    """The class ``factory`` builds, so ``crm-sync connectors list`` can say what the
+    connector can do (:func:`crmsync.sdk.capabilities.capabilities_of`) without a config."""

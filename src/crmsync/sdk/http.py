@@ -366,6 +366,8 @@ class HttpClient:
             self._count(rate_limited=1)
         budget = self._policy.budget(response)
         if budget is not None:
+            if budget.limit is not None:
+                self._pacer.adopt(budget.limit, budget.interval_seconds)
             self._pacer.observe(budget.remaining, budget.interval_seconds)
         decision = self._policy.on_response(response)
         policy_wait = decision.seconds if isinstance(decision, RetryAfter) else None

@@ -69,6 +69,7 @@ class Pacer:
         window_seconds: float = 10.0,
         *,
         headroom: int = 0,
+        ceiling: int | None = None,
         until_answered: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -79,7 +80,10 @@ class Pacer:
             raise ValueError("window_seconds must be positive")
         if headroom < 0:
             raise ValueError("headroom must not be negative")
-        self._limit = limit
+        if ceiling is not None and ceiling < 1:
+            raise ValueError("ceiling must be at least 1 (or None for none)")
+        self._limit = limit if limit is None or ceiling is None else min(limit, ceiling)
+        self._ceiling = ceiling
         self._window = window_seconds
         self._headroom = headroom
         self._clock = clock
@@ -130,6 +134,24 @@ class Pacer:
             oldest = next((t for t in self._started if t > now - interval), now)
             self._budget_until = oldest + interval
             self._budget_left = remaining - self._headroom
+
+    def adopt(self, limit: int, window_seconds: float | None = None) -> None:
+        """Take the budget the server states (``limit`` requests per ``window_seconds``).
+
+        The configured ``limit`` is only the fallback for servers that state nothing;
+        a stated budget replaces it, capped at ``ceiling`` when one was configured.
+        """
+        if limit < 1:
+            return
+        with self._lock:
+            self._limit = limit if self._ceiling is None else min(limit, self._ceiling)
+            if window_seconds is not None and window_seconds > 0:
+                self._window = window_seconds
+
+    @property
+    def limit(self) -> int | None:
+        """The budget in force: requests per window (``None``: no budget of its own)."""
+        return self._limit
 
     def pause_until(self, deadline: float) -> None:
         """Let no request start before ``deadline`` (clock time), on any thread."""
@@ -182,10 +204,16 @@ RateLimitDecision = RetryAfter | Exhausted
 
 @dataclass(frozen=True, slots=True)
 class RateLimitBudget:
-    """What a response says is left: ``remaining`` requests in the next ``interval_seconds``."""
+    """What a response says is left: ``remaining`` requests in the next ``interval_seconds``.
+
+    ``limit`` is the whole budget per ``interval_seconds`` when the server states it
+    (HubSpot's ``X-HubSpot-RateLimit-Max``, ``X-RateLimit-Limit``): the pacer adopts it
+    in place of its configured fallback, under its ceiling.
+    """
 
     remaining: int
     interval_seconds: float | None = None
+    limit: int | None = None
 
 
 class RateLimitPolicy(Protocol):

@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from crmsync.domain.values import TaxStatus
 
@@ -51,8 +58,33 @@ class ObjectType(StrEnum):
     CONTACT = "contact"
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    return isinstance(value, list | tuple) and any(_has_nul(item) for item in value)
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list | tuple):
+        return type(value)(_without_nul(item) for item in value)
+    return value
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nul(cls, data: Any) -> Any:
+        """NUL characters carry no meaning in a name, an address or an id, and PostgreSQL
+        text cannot hold them: they are dropped from every text field, so a record reads
+        the same on either store (other control characters are kept, and escaped when
+        printed)."""
+        if isinstance(data, dict) and any(_has_nul(v) for v in data.values()):
+            return {key: _without_nul(value) for key, value in data.items()}
+        return data
 
 
 class CompanyRecord(_Record):
@@ -106,6 +138,20 @@ class BadRecord(_Record):
     raw: str = Field(description="the record as received (JSON text or the raw line)")
     reason: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nul(cls, data: Any) -> Any:
+        """Keep the evidence: a NUL in the raw text is written as the four characters
+        ``\\x00`` (the store's text columns cannot hold NUL); other fields lose it."""
+        if isinstance(data, dict) and any(_has_nul(v) for v in data.values()):
+            data = {
+                key: value.replace("\x00", "\\x00")
+                if key == "raw" and isinstance(value, str)
+                else _without_nul(value)
+                for key, value in data.items()
+            }
+        return data
+
 
 class Cursor(_Record):
     """Where a stream stands; owned and stored by the engine, interpreted by the connector.
@@ -138,3 +184,6 @@ class Page:
     cursor: Cursor
     records: Sequence[Record] = ()
     bad: Sequence[BadRecord] = ()
+    total: int | None = None
+    """How many records the stream's pass delivers in all, when the source knows it (an
+    export file's line count, a CRM's reported total): progress shows a bar with it."""

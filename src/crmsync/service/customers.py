@@ -28,6 +28,7 @@ from crmsync.adapters.tables import (
     external_refs,
     invoices,
 )
+from crmsync.adapters.writer import claim_released_aliases
 from crmsync.domain import (
     BillingPreference,
     ContactOrigin,
@@ -36,7 +37,10 @@ from crmsync.domain import (
     archive_plan,
     check_email,
 )
+from crmsync.domain.values import fold_alias
 from crmsync.errors import AliasConflictError, InvalidContactError, NotFoundError, RuleViolation
+from crmsync.sdk.connector import utc_now
+from crmsync.sdk.records import ObjectType
 
 __all__ = [
     "ArchiveResult",
@@ -126,13 +130,46 @@ class CustomerService:
     # -- reading ---------------------------------------------------------------------
 
     def resolve(self, conn: Connection, id_or_alias: str) -> str:
-        """The customer id an alias (or id) stands for; exact, case-sensitive match."""
-        found = conn.execute(
+        """The customer a name stands for, tried in this order: an id or alias exactly as
+        stored; an alias in another case or Unicode form; a CRM company id (``C-1031``, or
+        ``connector:C-1031`` where two connectors share an id)."""
+        exact = conn.execute(
             sa.select(aliases.c.customer_id).where(aliases.c.value == id_or_alias)
         ).scalar_one_or_none()
+        if exact is not None:
+            return str(exact)
+        folded = conn.execute(
+            sa.select(aliases.c.customer_id).where(aliases.c.folded == fold_alias(id_or_alias))
+        ).scalar_one_or_none()
+        if folded is not None:
+            return str(folded)
+        found = self._by_crm_id(conn, id_or_alias)
         if found is None:
-            raise NotFoundError(f"no customer has the id or alias {id_or_alias!r}")
-        return str(found)
+            raise NotFoundError(f"no customer has the id, alias or CRM record id {id_or_alias!r}")
+        return found
+
+    @staticmethod
+    def _by_crm_id(conn: Connection, name: str) -> str | None:
+        stmt = sa.select(external_refs.c.connector, external_refs.c.customer_id).where(
+            external_refs.c.object_type == ObjectType.COMPANY.value
+        )
+        matches = conn.execute(stmt.where(external_refs.c.external_id == name)).all()
+        connector, sep, external_id = name.partition(":")
+        if not matches and sep:
+            matches = conn.execute(
+                stmt.where(
+                    external_refs.c.connector == connector,
+                    external_refs.c.external_id == external_id,
+                )
+            ).all()
+        customers_found = {row.customer_id for row in matches}
+        if len(customers_found) > 1:
+            names = ", ".join(sorted(f"{row.connector}:{name}" for row in matches))
+            raise RuleViolation(
+                f"{len(customers_found)} customers come from a CRM record {name!r};"
+                f" name one as {names}"
+            )
+        return str(customers_found.pop()) if customers_found else None
 
     def _details(self, conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
         ids = [r.id for r in rows]
@@ -225,10 +262,12 @@ class CustomerService:
         now: datetime,
     ) -> dict[str, Any]:
         """Add a contact by hand; it becomes primary when asked or when there is none."""
-        row = self._customer_row(conn, customer)
+        if not name.strip():
+            raise InvalidContactError("a contact needs a name (--name)")
         checked = check_email(email)
         if not checked.valid:
             raise InvalidContactError(f"the email address is not valid: {checked.problem}")
+        row = self._customer_row(conn, customer)
         existing = next(
             (c for c in self._active_contacts(conn, row.id) if _same_email(c.email, email)), None
         )
@@ -272,9 +311,9 @@ class CustomerService:
     def _active_contacts(self, conn: Connection, customer_id: str) -> list[Any]:
         return list(
             conn.execute(
-                sa.select(contacts.c.id, contacts.c.email).where(
-                    contacts.c.customer_id == customer_id, contacts.c.removed_at.is_(None)
-                )
+                sa.select(
+                    contacts.c.id, contacts.c.email, contacts.c.connector, contacts.c.external_id
+                ).where(contacts.c.customer_id == customer_id, contacts.c.removed_at.is_(None))
             ).all()
         )
 
@@ -288,18 +327,32 @@ class CustomerService:
     def set_primary(
         self, conn: Connection, customer: str, contact: str, *, now: datetime
     ) -> dict[str, Any]:
-        """Make a contact (by id or email) the primary billing contact, by hand."""
+        """Make a contact (by id, email or CRM record id) the primary billing contact, by
+        hand. Refused, changing nothing, when the contact has no valid email: a primary
+        billing contact without one would hold the customer."""
         row = self._customer_row(conn, customer)
         match = [
             c
             for c in self._active_contacts(conn, row.id)
-            if c.id == contact or _same_email(c.email, contact)
+            if contact in (c.id, c.external_id, f"{c.connector}:{c.external_id}")
+            or _same_email(c.email, contact)
         ]
         if not match:
             raise NotFoundError(f"customer {row.id} has no contact {contact!r}")
         if len(match) > 1:
             raise RuleViolation(
                 f"{len(match)} contacts of customer {row.id} match; name the contact by id"
+            )
+        if match[0].email is None:
+            raise InvalidContactError(
+                f"contact {match[0].id} has no email address; a primary billing contact needs"
+                " one (fix it in the CRM, or add a contact with --primary)"
+            )
+        checked = check_email(match[0].email)
+        if not checked.valid:
+            raise InvalidContactError(
+                f"contact {match[0].id} cannot be the primary billing contact: its email"
+                f" address is not valid: {checked.problem}"
             )
         self._pick(conn, row.id, match[0].id, now)
         self._refresh(conn, row.id, now)
@@ -334,7 +387,7 @@ class CustomerService:
             stmt,
             {
                 "value": alias,
-                "folded": alias.casefold(),
+                "folded": fold_alias(alias),
                 "customer_id": row.id,
                 "source": "manual",
                 "connector": None,
@@ -344,7 +397,7 @@ class CustomerService:
         if inserted is None:
             holder = conn.execute(
                 sa.select(aliases.c.value, aliases.c.customer_id).where(
-                    sa.or_(aliases.c.folded == alias.casefold(), aliases.c.value == alias)
+                    sa.or_(aliases.c.folded == fold_alias(alias), aliases.c.value == alias)
                 )
             ).first()
             if holder is not None and holder.customer_id == row.id and holder.value == alias:
@@ -362,8 +415,9 @@ class CustomerService:
         self._refresh(conn, row.id, now)
         return str(row.id)
 
-    def remove_alias(self, conn: Connection, alias: str) -> str:
-        """Remove an alias added by hand; the customer id and CRM aliases stay."""
+    def remove_alias(self, conn: Connection, alias: str, *, now: datetime | None = None) -> str:
+        """Remove an alias added by hand; the customer id and CRM aliases stay. A customer
+        held for wanting that alias from its CRM gets it now."""
         row = conn.execute(sa.select(aliases).where(aliases.c.value == alias)).first()
         if row is None:
             raise NotFoundError(f"no customer has the alias {alias!r}")
@@ -374,6 +428,9 @@ class CustomerService:
                 f"alias {alias!r} comes from the CRM ({row.connector}); change it there"
             )
         conn.execute(sa.delete(aliases).where(aliases.c.value == alias))
+        when = now or utc_now()
+        for claimant in claim_released_aliases(conn, {fold_alias(alias)}, when):
+            self._refresh(conn, claimant, when)
         return str(row.customer_id)
 
     def archive(self, conn: Connection, customer: str, *, now: datetime) -> ArchiveResult:
