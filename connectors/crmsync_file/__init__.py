@@ -40,6 +40,7 @@ plugin: ConnectorPlugin[FileConnectorConfig] = ConnectorPlugin(
     factory=_build,
     description="Companies and contacts from CRM export files (CSV or JSON Lines).",
     # Reading a local file never waits: a read-ahead thread would only contend with the
-    # store's writes for the interpreter.
-    reading=ReadPlan(read_ahead=0),
+    # store's writes for the interpreter. An export holds every record: a full pass that
+    # lacks one tells that it was removed.
+    reading=ReadPlan(read_ahead=0, full_pass_is_snapshot=True),
 )

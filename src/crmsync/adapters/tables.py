@@ -119,6 +119,7 @@ external_refs = sa.Table(
     sa.Column("source_modified_at", UtcDateTime),
     sa.Column("deleted_at", UtcDateTime),
     sa.Column("merged_into", EXTERNAL_ID),
+    sa.Column("seen_at", UtcDateTime),  # last full pass of a snapshot source that held it
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -142,6 +143,7 @@ contacts = sa.Table(
     sa.Column("content_hash", HASH),
     sa.Column("source_modified_at", UtcDateTime),
     sa.Column("removed_at", UtcDateTime),
+    sa.Column("seen_at", UtcDateTime),  # last full pass of a snapshot source that held it
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("customer_id", "connector", "external_id"),
@@ -205,6 +207,7 @@ sync_state = sa.Table(
     sa.Column("stream", sa.String(20), primary_key=True),
     sa.Column("cursor", JsonType, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("pass_started_at", UtcDateTime),  # when the full pass under way began
 )
 
 sync_runs = sa.Table(

@@ -152,6 +152,12 @@ class ReadPlan:
     ``read_ahead``): for CRMs whose answers take a while, where each stream is a chain
     of requests and the chains then overlap. The connector's reads must be safe to run
     on several threads. A contact read before its company waits for it in the store."""
+    full_pass_is_snapshot: bool = False
+    """A completed full pass delivers every record the source holds (an export file), so
+    a stored record it did not deliver was removed at the source and is marked deleted
+    (held as ``source_deleted``, nothing erased), within the connector's
+    ``max_deletion_share``. CRMs whose full passes may miss records, or that report
+    deletions themselves, leave this off."""
 
 
 ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
@@ -166,11 +172,6 @@ class ConnectorPlugin(Generic[ConfigT]):
     factory: Callable[[ConfigT, ConnectorContext], Connector]
     description: str = ""
     reading: ReadPlan = field(default_factory=ReadPlan)
-    full_pass_is_snapshot: bool = False
-    """A completed full pass delivers every record the source holds (an export file), so
-    a stored record it did not deliver was removed at the source and is marked deleted
-    (held as ``source_deleted``, nothing erased). CRMs whose full passes may miss records
-    (or that report deletions themselves) leave this off."""
     connector_class: builtins.type[object] | None = None
     """The class ``factory`` builds, so ``crm-sync connectors list`` can say what the
     connector can do (:func:`crmsync.sdk.capabilities.capabilities_of`) without a config."""

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from crmsync.adapters import runs
+from crmsync.adapters import runs, snapshot
 from crmsync.adapters.batch import take_rows_written
 from crmsync.adapters.readiness import OrderFor
 from crmsync.adapters.store import Store
@@ -39,19 +39,41 @@ from crmsync.adapters.writer import Writer
 from crmsync.domain import TaxStatus
 from crmsync.errors import ConnectorError, CrmSyncError, RateLimitExhausted
 from crmsync.sdk.connector import Clock, Connector, ReadPlan, ReadRequest, utc_now
-from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType, Page
+from crmsync.sdk.records import CompanyRecord, ContactRecord, Cursor, ObjectType, Page
 from crmsync.service.prefetch import prefetch, side_by_side
 
 __all__ = ["ConnectorBusy", "RunResult", "SyncEngine"]
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, ObjectType, runs.RunCounts], None]
+Progress = Callable[[str, ObjectType, runs.RunCounts, "int | None"], None]
+"""Called after every committed page: connector name, stream, the run's counts so far,
+and the stream's total records when the source knows it (``Page.total``), else None."""
 
 HEARTBEAT_EVERY = timedelta(seconds=2)
 """How often a run's row gets its counts and heartbeat while pages commit (and when it
 ends). Each page commits its cursor; the run row only needs to show a live run."""
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPass:
+    """A full pass of a snapshot source under way: when it began, and the largest share
+    of the stream's records it may mark deleted."""
+
+    began: datetime
+    max_share: float
+
+
+def _full_pass(cursor: Cursor | None, *, full: bool) -> bool:
+    """Whether a request with this cursor reads a full pass (see :class:`ReadRequest`)."""
+    if cursor is not None and cursor.in_pass:
+        return cursor.full
+    return full or cursor is None or cursor.since is None
+
+
+class DeletionsStopped(CrmSyncError):
+    """A completed snapshot pass lacks more records than the connector allows to mark."""
 
 
 class ConnectorBusy(CrmSyncError):
@@ -72,6 +94,8 @@ class RunResult:
     duration_seconds: float
     error: str | None = None
     streams: dict[str, runs.RunCounts] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+    """For a resync: the requested ids the CRM does not have."""
 
     @property
     def ok(self) -> bool:
@@ -220,11 +244,16 @@ class SyncEngine:
         *,
         full: bool = False,
         reading: ReadPlan | None = None,
+        max_deletion_share: float = 0.10,
+        force_deletions: bool = False,
     ) -> RunResult:
         """Sync every stream of one connector: full, or incremental from the saved cursors.
 
         ``reading`` is how the connector's plugin wants its streams read (by default
-        ``prefetch_pages`` ahead, one stream after the other).
+        ``prefetch_pages`` ahead, one stream after the other). When its full passes are
+        complete snapshots, a completed full pass marks the records it lacked deleted,
+        unless they are more than ``max_deletion_share`` of the stream's records (the
+        run then fails and marks none; ``force_deletions`` marks them anyway).
         """
         plan = reading or ReadPlan(read_ahead=self.prefetch_pages)
         mode = "full" if full else "incremental"
@@ -236,8 +265,18 @@ class SyncEngine:
         status, error = "succeeded", None
         log.info("sync %s started (run %d, %s)", name, run_id, mode)
 
+        snapshots: dict[ObjectType, SnapshotPass] = {}
+
         def request(stream: ObjectType) -> ReadRequest:
             cursor = self._transaction(partial(runs.load_cursor, connector=name, stream=stream))
+            if plan.full_pass_is_snapshot and _full_pass(cursor, full=full):
+                resumed = self._transaction(
+                    partial(snapshot.pass_started_at, connector=name, stream=stream)
+                )
+                began = resumed if cursor is not None and cursor.in_pass else run_started_at
+                if began is not None:  # a pass begun by an older crm-sync marks nothing
+                    share = 1.0 if force_deletions else max_deletion_share
+                    snapshots[stream] = SnapshotPass(began, share)
             return ReadRequest(stream=stream, cursor=cursor, full=full, started_at=run_started_at)
 
         try:
@@ -246,9 +285,16 @@ class SyncEngine:
                 per_stream[stream.value] = runs.RunCounts()
             with closing(self._pages(connector, streams, request, plan)) as pages:
                 for page in pages:
-                    self._commit_page(name, run_id, page, counts, per_stream[page.stream.value])
+                    self._commit_page(
+                        name,
+                        run_id,
+                        page,
+                        counts,
+                        per_stream[page.stream.value],
+                        snapshots.get(page.stream),
+                    )
                     if self.progress is not None:
-                        self.progress(name, page.stream, counts)
+                        self.progress(name, page.stream, counts, page.total)
         except RateLimitExhausted as exc:
             status, error = "rate_limited", str(exc)
             log.warning("sync %s stopped: %s; it resumes from its cursor next run", name, exc)
@@ -290,6 +336,7 @@ class SyncEngine:
         page: Page,
         counts: runs.RunCounts,
         stream_counts: runs.RunCounts,
+        snapshot_pass: SnapshotPass | None = None,
     ) -> None:
         def work(
             conn: Connection,
@@ -301,8 +348,10 @@ class SyncEngine:
                 raise ConnectorBusy(f"lost the lease on {name!r} to {holder}")
             page_counts = runs.RunCounts()
             self.apply_page(conn, name, page, run_id, page_counts)
-            total = _plus(counts, page_counts)
             runs.save_cursor(conn, name, page.stream, page.cursor, now)
+            if snapshot_pass is not None:
+                self._note_snapshot(conn, name, page, snapshot_pass, page_counts)
+            total = _plus(counts, page_counts)
             if now - self._beats.get(run_id, _NEVER) >= HEARTBEAT_EVERY:
                 runs.update_run(conn, run_id, total, now)
                 beat = now
@@ -317,6 +366,68 @@ class SyncEngine:
         self.store.note_written(rows_written)
         _assign(counts, total)
         _assign(stream_counts, _plus(stream_counts, page_counts))
+
+    def _note_snapshot(
+        self,
+        conn: Connection,
+        name: str,
+        page: Page,
+        snap: SnapshotPass,
+        counts: runs.RunCounts,
+    ) -> None:
+        """Stamp what a page of a snapshot pass delivered; when the pass completes, mark
+        what it lacked deleted (in the same transaction as its last page)."""
+        now = self.clock()
+        snapshot.start_pass(conn, name, page.stream, snap.began)
+        delivered = [r.external_id for r in page.records]
+        delivered += [b.external_id for b in page.bad if b.external_id]
+        snapshot.mark_seen(conn, name, page.stream, delivered, now)
+        if page.cursor.in_pass:
+            return
+        missing = sum(len(b) for b in snapshot.unseen(conn, name, page.stream, snap.began))
+        present = snapshot.live_count(conn, name, page.stream)
+        if missing and missing > snap.max_share * present:
+            raise DeletionsStopped(
+                f"the {page.stream.value} export lacks {missing:,} of the {present:,} records"
+                f" the store holds ({missing / present:.0%}, more than the"
+                f" {snap.max_share:.0%} max_deletion_share allows); none were marked deleted."
+                " If the records were removed on purpose, run `crm-sync sync --full"
+                " --force-deletions`"
+            )
+        for batch in snapshot.unseen(conn, name, page.stream, snap.began):
+            self._apply_tombstones(conn, name, page.stream, batch, counts)
+        forget = getattr(runs, "forget_unseen_without_id", None)
+        if forget is not None:
+            forget(conn, name, page.stream, snap.began)
+        snapshot.start_pass(conn, name, page.stream, None)
+        if missing:
+            log.warning("sync %s: %d %s records left the export", name, missing, page.stream)
+
+    def _apply_tombstones(
+        self,
+        conn: Connection,
+        name: str,
+        stream: ObjectType,
+        ids: Sequence[str],
+        counts: runs.RunCounts,
+    ) -> None:
+        writer = Writer(
+            conn,
+            connector=name,
+            default_tax_status=self.default_tax_status,
+            order_for=self.order_for,
+            now=self.clock(),
+        )
+        if stream is ObjectType.COMPANY:
+            written = writer.write_companies(
+                [CompanyRecord(external_id=i, deleted=True) for i in ids]
+            )
+        else:
+            written = writer.write_contacts(
+                [ContactRecord(external_id=i, deleted=True) for i in ids]
+            )
+        writer.refresh(written.touched)
+        counts.updated += written.updated
 
     def resync(
         self,
@@ -336,15 +447,21 @@ class SyncEngine:
         run_id = self._start(name, mode, lease=False)
         counts = runs.RunCounts()
         status, error = "succeeded", None
+        missing: tuple[str, ...] = ()
         try:
             page = connector.fetch(object_type, ids)
+            found = {r.external_id for r in page.records} | {
+                b.external_id for b in page.bad if b.external_id
+            }
+            missing = tuple(i for i in dict.fromkeys(ids) if i not in found)
             self._transaction(lambda conn: self._apply_counted(conn, name, page, run_id, counts))
         except RateLimitExhausted as exc:
             status, error = "rate_limited", str(exc)
         except (ConnectorError, CrmSyncError) as exc:
             status, error = "failed", str(exc)
         self._finish(name, run_id, status, counts, error, lease=False)
-        return RunResult(run_id, name, mode, status, counts, time.monotonic() - started, error)
+        duration = time.monotonic() - started
+        return RunResult(run_id, name, mode, status, counts, duration, error, missing=missing)
 
     def _apply_counted(
         self, conn: Connection, name: str, page: Page, run_id: int, counts: runs.RunCounts
