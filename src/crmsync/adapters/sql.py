@@ -76,15 +76,22 @@ def select_in(
     column: Any,
     values: Iterable[str],
     *where: Any,
+    lock: bool = False,
 ) -> list[Any]:
     """``SELECT columns WHERE column IN values AND where...`` (text keys).
 
-    The rows are SQLAlchemy rows: tuples whose fields can also be read by name.
+    The rows are SQLAlchemy rows: tuples whose fields can also be read by name. With
+    ``lock`` the rows of ``column``'s table are locked (``FOR UPDATE``, in key order, so
+    two writers lock them in the same order) until the transaction ends: a decision
+    made on them holds when the write that follows lands. SQLite needs no row locks: a
+    writing transaction holds the whole file.
     """
     keys = sorted(set(values))
     if not keys:
         return []
     stmt = sa.select(*columns).where(is_in(conn, column, keys), *where)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.order_by(column).with_for_update(of=column.table)
     return list(conn.execute(stmt).all())
 
 

@@ -120,6 +120,7 @@ external_refs = sa.Table(
     sa.Column("deleted_at", UtcDateTime),
     sa.Column("merged_into", EXTERNAL_ID),
     sa.Column("seen_at", UtcDateTime),  # last full pass of a snapshot source that held it
+    sa.Column("source_read_at", UtcDateTime),  # when crm-sync read the stored version
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -144,6 +145,7 @@ contacts = sa.Table(
     sa.Column("source_modified_at", UtcDateTime),
     sa.Column("removed_at", UtcDateTime),
     sa.Column("seen_at", UtcDateTime),  # last full pass of a snapshot source that held it
+    sa.Column("source_read_at", UtcDateTime),  # when crm-sync read the stored version
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("customer_id", "connector", "external_id"),
@@ -225,6 +227,7 @@ sync_runs = sa.Table(
     sa.Column("updated", sa.Integer, nullable=False),
     sa.Column("unchanged", sa.Integer, nullable=False),
     sa.Column("quarantined", sa.Integer, nullable=False),
+    sa.Column("stale", sa.Integer, nullable=False, server_default="0"),
     sa.Column("error", sa.Text),
     sa.Column("worker", sa.String(200), nullable=False),
 )

@@ -60,6 +60,7 @@ from crmsync.domain import (
     normalize_address,
 )
 from crmsync.domain.values import fold_alias
+from crmsync.domain.versions import Version, newest, supersedes
 from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType
 
 __all__ = ["WriteCounts", "Writer", "claim_released_aliases", "content_hash"]
@@ -95,6 +96,8 @@ class WriteCounts:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    stale: int = 0
+    """Records skipped because the store holds a newer version (never applied)."""
     touched: set[str] = field(default_factory=set)
     """Customers whose readiness must be recomputed."""
 
@@ -102,6 +105,7 @@ class WriteCounts:
         self.created += other.created
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.stale += other.stale
         self.touched |= other.touched
 
 
@@ -166,8 +170,11 @@ class Writer:
         default_tax_status: TaxStatus,
         order_for: OrderFor,
         now: datetime,
+        read_at: datetime | None = None,
     ) -> None:
         self.conn = conn
+        self.read_at = read_at or now
+        """When the records written were read from the CRM (their version's tie-break)."""
         self.connector = connector
         self.default_tax_status = default_tax_status
         self.order_for = order_for
@@ -224,6 +231,7 @@ class Writer:
                     external_refs.c.external_id,
                     external_refs.c.customer_id,
                     external_refs.c.source_modified_at,
+                    external_refs.c.source_read_at,
                     external_refs.c.deleted_at,
                     customers.c.tax_status_source,
                     customers.c.tax_status,
@@ -232,19 +240,17 @@ class Writer:
                 (r.external_id for r in changed),
                 *ours,
                 external_refs.c.customer_id == customers.c.id,
+                lock=True,  # the version decision below holds until this page commits
             )
         }
         to_update: list[tuple[CompanyRecord, Any]] = []
         for r in changed:
             row = existing[r.external_id]
-            if (
-                r.modified_at is not None
-                and row.source_modified_at is not None
-                and r.modified_at < row.source_modified_at
-            ):
-                counts.unchanged += 1  # older than what we hold: never overwrite
-            else:
+            held = Version(row.source_modified_at, row.source_read_at)
+            if supersedes(Version(r.modified_at, self.read_at), held):
                 to_update.append((r, row))
+            else:
+                counts.stale += 1  # the store holds a newer version: never overwrite
 
         if to_create:
             lost = self._create_companies(to_create, hashes, counts)
@@ -356,6 +362,7 @@ class Writer:
                     "customer_id": ids[r.external_id],
                     "content_hash": hashes[r.external_id],
                     "source_modified_at": r.modified_at,
+                    "source_read_at": self.read_at,
                     "deleted_at": None,
                     "merged_into": None,
                     "created_at": now,
@@ -445,6 +452,7 @@ class Writer:
                     "content_hash": hashes[r.external_id],
                     # a record without a modification time never forgets a known one
                     "source_modified_at": r.modified_at or row.source_modified_at,
+                    "source_read_at": self.read_at,
                     "deleted_at": (row.deleted_at or now) if r.deleted else None,
                     "updated_at": now,
                 }
@@ -645,11 +653,13 @@ class Writer:
                 contacts.c.designated_at,
                 contacts.c.removed_at,
                 contacts.c.source_modified_at,
+                contacts.c.source_read_at,
                 contacts.c.billing_preference,
             ],
             contacts.c.external_id,
             (r.external_id for r, *_ in changed if r.external_id in stored),
             contacts.c.connector == self.connector,
+            lock=True,  # the version decision below holds until this page commits
         ):
             members[row.external_id][row.customer_id] = row
 
@@ -659,17 +669,11 @@ class Writer:
         for r, digest, desired, waiting in changed:
             have = members.get(r.external_id, {})
             active = {cid: row for cid, row in have.items() if row.removed_at is None}
-            newest = max(
-                (
-                    row.source_modified_at
-                    for row in have.values()
-                    if row.source_modified_at is not None
-                ),
-                default=None,
-            )
-            if r.modified_at is not None and newest is not None and r.modified_at < newest:
-                counts.unchanged += 1  # older than what we hold: never overwrite
+            held = newest(Version(m.source_modified_at, m.source_read_at) for m in have.values())
+            if held is not None and not supersedes(Version(r.modified_at, self.read_at), held):
+                counts.stale += 1  # the store holds a newer version: never overwrite
                 continue
+            modified_at = r.modified_at or (held.modified_at if held else None)
             email = _email_text(r.email)
             for cid, designated in desired.items():
                 member = have.get(cid)
@@ -690,7 +694,8 @@ class Writer:
                             if designated
                             else None,
                             "content_hash": digest,
-                            "source_modified_at": r.modified_at,
+                            "source_modified_at": modified_at,
+                            "source_read_at": self.read_at,
                             "removed_at": None,
                             "billing_preference": member.billing_preference
                             if member.removed_at is None
@@ -712,7 +717,8 @@ class Writer:
                                 "crm_designated": False,
                                 "designated_at": None,
                                 "content_hash": digest,
-                                "source_modified_at": r.modified_at,
+                                "source_modified_at": modified_at,
+                                "source_read_at": self.read_at,
                                 "removed_at": self.now,
                                 "billing_preference": BillingPreference.NONE.value,
                                 "updated_at": self.now,
@@ -805,6 +811,7 @@ class Writer:
             "designated_at": self.now if designated else None,
             "content_hash": digest,
             "source_modified_at": r.modified_at,
+            "source_read_at": self.read_at,
             "removed_at": None,
             "created_at": self.now,
             "updated_at": self.now,

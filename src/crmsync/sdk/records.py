@@ -10,7 +10,7 @@ transaction, so a run killed at any moment resumes without losing a record.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -184,6 +184,9 @@ class Page:
     cursor: Cursor
     records: Sequence[Record] = ()
     bad: Sequence[BadRecord] = ()
+    read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """When the CRM's answer arrived (the page is made then): of two reads of a record
+    that the CRM's modification time does not tell apart, the later read wins."""
     total: int | None = None
     """How many records the stream's pass delivers in all, when the source knows it (an
     export file's line count, a CRM's reported total): progress shows a bar with it."""

@@ -183,6 +183,7 @@ class SyncEngine:
             default_tax_status=self.default_tax_status,
             order_for=self.order_for,
             now=now,
+            read_at=page.read_at,
         )
         companies = [r for r in page.records if isinstance(r, CompanyRecord)]
         contact_records = [r for r in page.records if isinstance(r, ContactRecord)]
@@ -197,6 +198,7 @@ class SyncEngine:
         counts.created += written.created
         counts.updated += written.updated
         counts.unchanged += written.unchanged
+        counts.stale += written.stale
         counts.quarantined += len(page.bad)
 
     # -- runs ----------------------------------------------------------------------
