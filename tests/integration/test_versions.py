@@ -153,3 +153,69 @@ def test_an_older_version_queued_behind_a_newer_one_never_overwrites_it(
             names = ", ".join(t.name for t in metadata.sorted_tables)
             conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         store.dispose()
+
+
+def _members(store: Store, external_id: str) -> list[str]:
+    with store.begin() as conn:
+        return list(
+            conn.execute(
+                sa.select(contacts.c.external_id).where(
+                    contacts.c.customer_id == external_refs.c.customer_id,
+                    external_refs.c.external_id == external_id,
+                )
+            ).scalars()
+        )
+
+
+def _race(store: Store, first: Page, second: Page) -> None:
+    """``first`` is applied in an open transaction; ``second`` starts on a thread, and
+    ``first`` commits once ``second`` waits on a lock (or has finished without one)."""
+    engine = make_engine(store)
+    conn = store.engine.connect()
+    transaction = conn.begin()
+    engine.apply_page(conn, "crm", first, None, runs.RunCounts())
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def run_second() -> None:
+        try:
+            with store.begin() as other:
+                engine.apply_page(other, "crm", second, None, runs.RunCounts())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run_second)
+    thread.start()
+    _until(lambda: done.is_set() or _waiting_on_locks(store) >= 1, "the second writer waits")
+    transaction.commit()
+    conn.close()
+    thread.join(30)
+    assert errors == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("company_first", [True, False])
+def test_a_contact_and_its_company_written_at_once_are_always_joined(
+    pg_url: str, company_first: bool
+) -> None:
+    """Defect: a contact imported while another transaction creates its company waited
+    in pending_links until a full pass."""
+    store = create_store(pg_url)
+    try:
+        company_page = Page(ObjectType.COMPANY, Cursor(), [company(1)])
+        contact_page = Page(ObjectType.CONTACT, Cursor(), [contact(1, "c1")])
+        if company_first:
+            _race(store, company_page, contact_page)
+        else:
+            _race(store, contact_page, company_page)
+
+        assert _members(store, "c1") == ["p1"]
+        with store.begin() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM pending_links")).scalar() == 0
+    finally:
+        with store.begin() as conn:
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        store.dispose()

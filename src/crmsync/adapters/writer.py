@@ -23,6 +23,7 @@ Nothing here commits: the engine wraps a page and its cursor in one transaction.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -593,16 +594,12 @@ class Writer:
             return counts
         self._fold_merged_contacts([r for r in recs if r.merged_ids], counts)
         company_ids = {link.company_id for r in recs for link in r.companies}
-        customer_of: dict[str, str] = dict(
-            find(
-                self.conn,
-                _COMPANY_CUSTOMERS,
-                external_refs.c.external_id,
-                company_ids,
-                connector=self.connector,
-                object_type=ObjectType.COMPANY.value,
-            )
-        )
+        customer_of = self._customers_of(company_ids)
+        unknown = company_ids - customer_of.keys()
+        if unknown and lock_company_buckets(self.conn, self.connector, unknown):
+            # Once the buckets are ours, a company created by a transaction that held
+            # them first is committed and visible: attach to it instead of waiting.
+            customer_of |= self._customers_of(unknown)
         pending: dict[str, set[str]] = defaultdict(set)
         for contact_id, company_id in find(
             self.conn,
@@ -851,11 +848,27 @@ class Writer:
                 )
             )
 
+    def _customers_of(self, company_ids: Iterable[str]) -> dict[str, str]:
+        return dict(
+            find(
+                self.conn,
+                _COMPANY_CUSTOMERS,
+                external_refs.c.external_id,
+                company_ids,
+                connector=self.connector,
+                object_type=ObjectType.COMPANY.value,
+            )
+        )
+
     def _attach_pending(self, customer_of: dict[str, str]) -> set[str]:
         """Attach contacts that arrived before the companies they belong to.
 
-        Returns the customers that got contacts.
+        Returns the customers that got contacts. The companies' buckets are locked first
+        (see :func:`lock_company_buckets`), so a contact a concurrent transaction left
+        waiting for one of them is committed, and seen, by the time we look.
         """
+        if lock_company_buckets(self.conn, self.connector, customer_of.keys()):
+            self._pending_seen = None  # probe again: a waiting contact may be committed now
         if not self._any_pending():
             return set()
         rows = select_in(
@@ -901,6 +914,37 @@ class Writer:
         return refresh_customers(
             self.conn, customer_ids, order_for=self.order_for, now=self.now, changes=changes
         )
+
+
+_BUCKETS = 128
+_PENDING_LOCK_CLASS = 0x63726D  # the advisory-lock namespace of pending links ("crm")
+
+
+def lock_company_buckets(conn: Connection, connector: str, company_ids: Iterable[str]) -> bool:
+    """Serialise the creation of companies with the parking of contacts that wait for them.
+
+    A contact is parked in ``pending_links`` when its company is unknown, and a new
+    company takes the contacts parked for it. Under READ COMMITTED neither transaction
+    sees the other's uncommitted rows, so both take these transaction-scoped advisory
+    locks (one per bucket of company ids, in bucket order) before they look: whichever
+    comes second sees what the first committed. SQLite serialises writers already.
+    Returns whether locks were taken.
+    """
+    if conn.dialect.name != "postgresql":
+        return False
+    buckets = sorted(
+        {zlib.crc32(f"{connector}\x1f{cid}".encode()) % _BUCKETS for cid in company_ids}
+    )
+    if not buckets:
+        return False
+    conn.execute(
+        sa.text(
+            "SELECT count(pg_advisory_xact_lock(:namespace, b))"
+            " FROM (SELECT unnest(CAST(:buckets AS integer[])) AS b ORDER BY 1) AS ordered"
+        ),
+        {"namespace": _PENDING_LOCK_CLASS, "buckets": buckets},
+    )
+    return True
 
 
 def claim_released_aliases(conn: Connection, released: set[str], now: datetime) -> set[str]:
