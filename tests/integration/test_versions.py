@@ -181,7 +181,7 @@ def _race(store: Store, first: Page, second: Page) -> None:
         try:
             with store.begin() as other:
                 engine.apply_page(other, "crm", second, None, runs.RunCounts())
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             errors.append(exc)
         finally:
             done.set()
