@@ -3,8 +3,12 @@
 Loading happens in two steps so that a config error always names the file, the
 key and the problem: the file is parsed and its environment references expanded,
 the top level is validated, then each connector section is validated against the
-config model of the plugin its ``type`` names. Secrets (fields typed ``SecretStr``)
-must be written as ``${ENV_VAR}`` references, never literally, and never print.
+config model of the plugin its ``type`` names. Secrets (fields typed ``SecretStr``,
+and the database URL's password) must be written as exactly one ``${ENV_VAR}``
+reference to a variable that is set and not empty: no default, nothing around it.
+They never print; :func:`secret_values` lists them for the redaction of messages.
+A relative SQLite path is resolved against the folder of the config file, like every
+other path in it.
 
 The environment is passed in (``environ=``) rather than read from ``os.environ``
 here, so tests never touch the process environment.
@@ -13,7 +17,7 @@ here, so tests never touch the process environment.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +26,28 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from crmsync.adapters.store import parse_database_url
 from crmsync.domain.values import TaxStatus
 from crmsync.errors import ConfigError
 from crmsync.sdk.connector import ConnectorConfig, ConnectorPlugin
 
-__all__ = ["AppConfig", "Defaults", "Settings", "load_settings", "parse_settings"]
+__all__ = [
+    "AppConfig",
+    "Defaults",
+    "Settings",
+    "load_settings",
+    "parse_settings",
+    "secret_values",
+]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: What a secret must be written as: one reference, nothing around it, no default.
+_SOLE_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_DATABASE_URL = "sqlite:///crm-sync.db"
+_REFERENCE_RULE = (
+    "secrets must be given as exactly one ${ENV_VAR} reference (no default, nothing around"
+    " it), not written in the file"
+)
 
 
 class Defaults(BaseModel):
@@ -52,7 +70,7 @@ class AppConfig(BaseModel):
         description="SQLAlchemy URL of the store: sqlite:///file.db or postgresql://...",
     )
     defaults: Defaults = Field(default_factory=Defaults)
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_level: str = Field(default="WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
 
 class Settings(BaseModel):
@@ -64,29 +82,51 @@ class Settings(BaseModel):
     connectors: dict[str, ConnectorConfig]
     base_dir: Path
     source: str
+    file: Path | None = None
+    """The config file these settings were read from; ``None`` for the built-in defaults."""
 
 
-def _expand(value: Any, path: str, environ: Mapping[str, str], from_env: set[str]) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: _expand(v, f"{path}.{k}" if path else str(k), environ, from_env)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_expand(v, f"{path}.{i}", environ, from_env) for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
-        return value
+class _Expander:
+    """Expands ``${VAR}`` references, remembering what each string was written as."""
 
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in environ:
-            return environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(f"environment variable {name} is not set", key=path)
+    def __init__(self, environ: Mapping[str, str], source: str) -> None:
+        self.environ = environ
+        self.source = source
+        self.written: dict[str, str] = {}
+        """Dotted key -> the text written in the file, for every string value."""
 
-    from_env.add(path)
-    return _ENV_REF.sub(substitute, value)
+    def expand(self, value: Any, path: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: self.expand(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.expand(v, f"{path}.{i}") for i, v in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        self.written[path] = value
+        if "${" not in value:
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in self.environ:
+                return self.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"environment variable {name} is not set", source=self.source, key=path
+            )
+
+        return _ENV_REF.sub(substitute, value)
+
+    def check_secret(self, path: str, written: str | None) -> None:
+        """Refuse a secret unless it is one reference to a set, non-empty variable."""
+        match = _SOLE_REF.fullmatch(written or "")
+        if match is None:
+            raise ConfigError(_REFERENCE_RULE, source=self.source, key=path)
+        if not self.environ.get(match.group(1)):
+            raise ConfigError(
+                f"environment variable {match.group(1)} is empty", source=self.source, key=path
+            )
 
 
 def _dotted(loc: tuple[int | str, ...], prefix: str = "") -> str:
@@ -107,16 +147,95 @@ def _raise_validation(exc: ValidationError, source: str, prefix: str = "") -> No
     raise ConfigError(problem, source=source, key=key) from None
 
 
-def _secret_paths(model: BaseModel, prefix: str) -> list[str]:
-    found: list[str] = []
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        path = f"{prefix}.{name}"
-        if isinstance(value, SecretStr):
-            found.append(path)
-        elif isinstance(value, BaseModel):
-            found += _secret_paths(value, path)
-    return found
+def _secrets(value: Any, path: str) -> Iterator[tuple[str, SecretStr]]:
+    """Every ``SecretStr`` in a validated value, with the dotted key it was written under."""
+    if isinstance(value, SecretStr):
+        yield path, value
+    elif isinstance(value, BaseModel):
+        for name, field in type(value).model_fields.items():
+            yield from _secrets(getattr(value, name), f"{path}.{field.alias or name}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _secrets(item, f"{path}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _secrets(item, f"{path}.{index}")
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The value of every secret in the settings: each ``SecretStr`` of the connector
+    sections and the database URL's password (the rest of that URL is no secret)."""
+    found = [
+        secret.get_secret_value()
+        for name, config in settings.connectors.items()
+        for _, secret in _secrets(config, f"connectors.{name}")
+    ]
+    password = make_url(settings.app.database_url.get_secret_value()).password
+    if password:
+        found.append(str(password))
+    return [value for value in found if value]
+
+
+def _connector(
+    name: str, section: Any, plugins: Mapping[str, ConnectorPlugin[Any]], expander: _Expander
+) -> ConnectorConfig:
+    source, prefix = expander.source, f"connectors.{name}"
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", name):
+        raise ConfigError(
+            "connector names use lower-case letters, digits, '-' and '_'", source=source, key=prefix
+        )
+    if not isinstance(section, dict) or "type" not in section:
+        raise ConfigError("each connector needs a `type`", source=source, key=f"{prefix}.type")
+    plugin = plugins.get(str(section["type"]))
+    if plugin is None:
+        known = ", ".join(sorted(plugins)) or "none installed"
+        raise ConfigError(
+            f"unknown connector type {section['type']!r} (installed: {known})",
+            source=source,
+            key=f"{prefix}.type",
+        )
+    try:
+        config: ConnectorConfig = plugin.config_model.model_validate(section)
+    except ValidationError as exc:
+        _raise_validation(exc, source, prefix)
+    for path, _ in _secrets(config, prefix):
+        expander.check_secret(path, expander.written.get(path))
+    return config
+
+
+def _database_url(expander: _Expander, value: str, base_dir: Path) -> SecretStr:
+    """The store URL, checked (supported driver, password only from the environment) and
+    with a relative SQLite path made absolute against the config file's folder."""
+    try:
+        url = parse_database_url(value)
+    except ConfigError as exc:
+        raise exc.in_file(expander.source) from None
+    written = expander.written.get("database_url", DEFAULT_DATABASE_URL)
+    if url.password is not None:
+        _check_database_password(expander, written)
+    no_path = url.database in (None, "", ":memory:") or url.query.get("uri") == "true"
+    if url.get_backend_name() == "sqlite" and not no_path:
+        url = url.set(database=str(base_dir / Path(str(url.database)).expanduser()))
+    return SecretStr(url.render_as_string(hide_password=False))
+
+
+def _check_database_password(expander: _Expander, written: str) -> None:
+    """The password comes from one variable: the whole URL's or the password's own."""
+    if _SOLE_REF.fullmatch(written):
+        expander.check_secret("database_url", written)
+        return
+    try:
+        password = make_url(written).password
+    except ArgumentError:
+        password = None
+    if password is None or not _SOLE_REF.fullmatch(str(password)):
+        raise ConfigError(
+            "a database password must come from the environment: write the whole URL as one"
+            " ${ENV_VAR} reference, or the password as one (postgresql://USER:${DB_PASSWORD}@...)",
+            source=expander.source,
+            key="database_url",
+        )
+    expander.check_secret("database_url", str(password))
 
 
 def parse_settings(
@@ -126,10 +245,11 @@ def parse_settings(
     environ: Mapping[str, str],
     base_dir: Path,
     source: str,
+    file: Path | None = None,
 ) -> Settings:
     """Validate an already-parsed config document."""
-    from_env: set[str] = set()
-    expanded = _expand(dict(raw or {}), "", environ, from_env)
+    expander = _Expander(environ, source)
+    expanded = expander.expand(dict(raw or {}))
     sections = expanded.pop("connectors", None) or {}
     if not isinstance(sections, dict):
         raise ConfigError(
@@ -139,62 +259,17 @@ def parse_settings(
         app = AppConfig.model_validate(expanded)
     except ValidationError as exc:
         _raise_validation(exc, source)
-    connectors: dict[str, ConnectorConfig] = {}
-    for name, section in sections.items():
-        prefix = f"connectors.{name}"
-        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", name):
-            raise ConfigError(
-                "connector names use lower-case letters, digits, '-' and '_'",
-                source=source,
-                key=prefix,
-            )
-        if not isinstance(section, dict) or "type" not in section:
-            raise ConfigError("each connector needs a `type`", source=source, key=f"{prefix}.type")
-        plugin = plugins.get(str(section["type"]))
-        if plugin is None:
-            known = ", ".join(sorted(plugins)) or "none installed"
-            raise ConfigError(
-                f"unknown connector type {section['type']!r} (installed: {known})",
-                source=source,
-                key=f"{prefix}.type",
-            )
-        try:
-            config = plugin.config_model.model_validate(section)
-        except ValidationError as exc:
-            _raise_validation(exc, source, prefix)
-        for secret in _secret_paths(config, prefix):
-            if (
-                getattr_path(config, secret[len(prefix) + 1 :]) is not None
-                and secret not in from_env
-            ):
-                raise ConfigError(
-                    "secrets must be given as ${ENV_VAR} references, not written in the file",
-                    source=source,
-                    key=secret,
-                )
-        connectors[name] = config
-    if _url_has_password(app.database_url) and "database_url" not in from_env:
-        raise ConfigError(
-            "a database URL with a password must be given as an ${ENV_VAR} reference",
-            source=source,
-            key="database_url",
-        )
-    return Settings(app=app, connectors=connectors, base_dir=base_dir, source=source)
-
-
-def _url_has_password(url: SecretStr) -> bool:
-    try:
-        return make_url(url.get_secret_value()).password is not None
-    except ArgumentError:
-        return False
-
-
-def getattr_path(model: BaseModel, dotted: str) -> Any:
-    """Follow a dotted attribute path (``oauth.client_secret``) through nested models."""
-    value: Any = model
-    for part in dotted.split("."):
-        value = getattr(value, part, None)
-    return value
+    connectors = {
+        name: _connector(name, section, plugins, expander) for name, section in sections.items()
+    }
+    url = _database_url(expander, app.database_url.get_secret_value(), base_dir)
+    return Settings(
+        app=app.model_copy(update={"database_url": url}),
+        connectors=connectors,
+        base_dir=base_dir,
+        source=source,
+        file=file,
+    )
 
 
 def load_settings(
@@ -219,8 +294,26 @@ def load_settings(
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"not valid YAML{where}", source=source) from None
-    if raw is not None and not isinstance(raw, dict):
+    if raw is None:
+        raise ConfigError(
+            "the file is empty: it needs at least a connector (see config.example.yaml)",
+            source=source,
+        )
+    if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping of keys", source=source)
-    return parse_settings(
-        raw, plugins=plugins, environ=environ, base_dir=path.resolve().parent, source=source
+    settings = parse_settings(
+        raw,
+        plugins=plugins,
+        environ=environ,
+        base_dir=path.resolve().parent,
+        source=source,
+        file=path.resolve(),
     )
+    if not settings.connectors:
+        raise ConfigError(
+            "no connectors are configured: add a section under `connectors:`"
+            " (see config.example.yaml)",
+            source=source,
+            key="connectors",
+        )
+    return settings

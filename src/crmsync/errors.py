@@ -8,7 +8,8 @@
     ├── RuleViolation                a domain rule refused the change (exit 5)
     │   ├── AliasConflictError       the alias (or a case variant) belongs to a customer
     │   └── InvalidContactError      the contact cannot be stored as given (bad email, ...)
-    ├── StoreError                   the store cannot be used as it is (schema behind, ...) (exit 6)
+    ├── StoreError                   the store cannot be used as it is: schema behind or
+    │                                newer than the code, file missing, unreachable (exit 6)
     └── ConnectorError               a CRM could not be read or written
         ├── TransientError           worth retrying later: 5xx, 423, timeouts, rolling 429s
         ├── RateLimitExhausted       the CRM's daily budget is spent: stop cleanly, cursor kept
@@ -52,10 +53,15 @@ class ConfigError(CrmSyncError):
     exit_code = 3
 
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None) -> None:
+        self.problem = message
         self.source = source
         self.key = key
         where = ": ".join(part for part in (source, key) if part)
         super().__init__(f"{where}: {message}" if where else message)
+
+    def in_file(self, source: str) -> ConfigError:
+        """The same problem, said of the config file ``source``."""
+        return ConfigError(self.problem, source=source, key=self.key)
 
 
 class NotFoundError(CrmSyncError):
@@ -92,7 +98,8 @@ class InvalidContactError(RuleViolation):
 
 
 class StoreError(CrmSyncError):
-    """The store cannot be used as it is (for example its schema is behind the code)."""
+    """The store cannot be used as it is: its schema is behind or newer than the code, its
+    file does not exist yet, or its server cannot be reached. The message says what to do."""
 
     exit_code = 6
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from tests.support.data import company, contact, later, make_engine
 from tests.support.memory import MemoryConnector
 
 from crmsync.adapters.store import Store
+from crmsync.adapters.tables import sync_runs
 from crmsync.domain import DEFAULT_PRIMARY_ORDER
-from crmsync.errors import AliasConflictError, InvalidContactError, RuleViolation
-from crmsync.sdk import CompanyRecord, ContactRecord, ObjectType, utc_now
+from crmsync.errors import AliasConflictError, ConnectorError, InvalidContactError, RuleViolation
+from crmsync.redaction import Redactor
+from crmsync.sdk import CompanyRecord, ContactRecord, ObjectType, Page, ReadRequest, utc_now
 from crmsync.service.customers import CustomerService
 
 service = CustomerService(order_for=lambda _name: DEFAULT_PRIMARY_ORDER)
@@ -189,3 +193,24 @@ def test_a_crm_id_two_connectors_share_must_be_named_with_its_connector(store: S
 
 def codes(data: dict[str, Any]) -> list[str]:
     return [r["code"] for r in data["blocked_reasons"]]
+
+
+class _EchoingCrm(MemoryConnector):
+    """A server that returns the Authorization value as its paging cursor."""
+
+    def read(self, request: ReadRequest) -> Iterator[Page]:
+        raise ConnectorError("the companies list did not move past 'Bearer pat-na1-SECRET'")
+        yield  # pragma: no cover
+
+
+def test_a_run_error_echoing_a_secret_is_stored_and_returned_masked(store: Store) -> None:
+    engine = make_engine(store, redact=Redactor(["pat-na1-SECRET"]).redact)
+
+    result = engine.run("crm", _EchoingCrm(), full=True)
+
+    assert result.status == "failed"
+    assert "SECRET" not in (result.error or "")
+    with store.begin() as conn:
+        stored = conn.execute(sa.select(sync_runs.c.error)).scalar_one()
+    assert "SECRET" not in stored
+    assert "***" in stored

@@ -7,7 +7,8 @@ the sync tables current while a bulk import grows them (:meth:`Store.note_writte
 The schema is managed by the Alembic migrations shipped in
 ``crmsync/adapters/migrations``; a SQLite store is upgraded on first use, a
 PostgreSQL one only by ``crm-sync db upgrade`` (run it once per release, from one
-place).
+place). A store at a revision these migrations do not know was upgraded by a newer
+crm-sync: every use of it, ``db upgrade`` included, is refused with a ``StoreError``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crmsync.errors import ConfigError, StoreError
 
-__all__ = ["Store", "create_store"]
+__all__ = ["SUPPORTED_URLS", "Store", "create_store", "parse_database_url"]
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +71,33 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _normalize_url(url: str) -> sa.URL:
+#: The drivers crm-sync is built and tested with, as a URL's scheme may name them;
+#: ``postgresql://`` (and the old ``postgres://``) mean psycopg 3.
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+SUPPORTED_URLS = "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB (postgresql:// is the same)"
+
+
+def parse_database_url(url: str) -> sa.URL:
+    """The store URL with its driver made explicit; a ``ConfigError`` on ``database_url``
+    for anything else than SQLite or PostgreSQL through psycopg 3. Messages never hold
+    the URL (it may carry a password)."""
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"not a database URL: {exc}", key="database_url") from None
-    if parsed.drivername in {"postgresql", "postgres"}:
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+    except sa.exc.ArgumentError:
+        raise ConfigError(f"not a database URL: use {SUPPORTED_URLS}", key="database_url") from None
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
         raise ConfigError(
-            f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql",
+            f"unsupported database driver {parsed.drivername!r}: use {SUPPORTED_URLS}",
             key="database_url",
         )
-    return parsed
+    return parsed.set(drivername=driver)
 
 
 class Store:
@@ -152,19 +168,23 @@ class Store:
         return cfg
 
     def head_revision(self) -> str | None:
-        script = ScriptDirectory(str(MIGRATIONS))
-        return script.get_current_head()
+        return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def upgrade(self) -> tuple[str | None, str | None]:
-        """Apply pending migrations; returns (revision before, revision after)."""
-        before = self.current_revision()
+        """Apply pending migrations; returns (revision before, revision after).
+
+        A store at a revision this code does not know was upgraded by a newer crm-sync:
+        it is refused (``StoreError``) and left as it is.
+        """
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_UPGRADE_LOCK})
+            before = MigrationContext.configure(conn).get_current_revision()
+            _refuse_unknown(before)
             command.upgrade(self._alembic_config(conn), "head")
         after = self.current_revision()
         if before != after:
@@ -172,10 +192,12 @@ class Store:
         return before, after
 
     def ensure_schema(self) -> None:
-        """Upgrade a SQLite store on first use; refuse a PostgreSQL store that is behind."""
+        """Upgrade a SQLite store on first use; refuse a PostgreSQL store that is behind,
+        and any store that is newer than this code."""
         current, head = self.current_revision(), self.head_revision()
         if current == head:
             return
+        _refuse_unknown(current)
         if self.dialect == "sqlite":
             self.upgrade()
             return
@@ -186,14 +208,51 @@ class Store:
         self.engine.dispose()
 
 
-def create_store(url: str, *, echo: bool = False) -> Store:
-    """Build a store for a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``)."""
-    parsed = _normalize_url(url)
+def _refuse_unknown(revision: str | None) -> None:
+    """A revision missing from this code's migrations was written by a newer crm-sync."""
+    known = {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    if revision is None or revision in known:
+        return
+    raise StoreError(
+        f"the store's schema (revision {revision}) is newer than this crm-sync ({_version()})"
+        " knows: a newer crm-sync has upgraded it. To use this store, upgrade crm-sync to"
+        " that version or later; `crm-sync db upgrade` cannot take a store back."
+    )
+
+
+def _version() -> str:
+    try:
+        return f"version {metadata.version('crm-sync')}"
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "this version"
+
+
+def _sqlite_file(parsed: sa.URL, *, create: bool) -> None:
+    """Make room for a new SQLite file, or refuse to when ``create`` is false."""
+    database = parsed.database
+    if not database or database == ":memory:" or parsed.query.get("uri") == "true":
+        return
+    path = Path(database).expanduser().resolve()
+    if path.exists():
+        return
+    if not create:
+        raise StoreError(
+            f"there is no store at {path} yet: `crm-sync sync` creates it"
+            " (or point database_url in the config at an existing store)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_store(url: str, *, echo: bool = False, create: bool = True) -> Store:
+    """Build a store for a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://...``).
+
+    A SQLite file that does not exist is created, unless ``create`` is false: then it is a
+    ``StoreError`` saying how to create one. (A PostgreSQL database is never created.)
+    """
+    parsed = parse_database_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_file(parsed, create=create)
         kwargs["connect_args"] = {"timeout": 60}
     else:
         kwargs["pool_pre_ping"] = True

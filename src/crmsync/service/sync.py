@@ -146,6 +146,7 @@ class SyncEngine:
         prefetch_pages: int = 2,
         progress: Progress | None = None,
         conflict_attempts: int = 5,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.store = store
         self.default_tax_status = default_tax_status
@@ -156,6 +157,8 @@ class SyncEngine:
         self.prefetch_pages = prefetch_pages
         self.progress = progress
         self.conflict_attempts = conflict_attempts
+        self.redact = redact
+        """Masks secrets in a run's error before it is stored or returned."""
         self._beats: dict[int, datetime] = {}
         """When each run's row last got its counts and heartbeat."""
 
@@ -309,6 +312,7 @@ class SyncEngine:
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("sync %s failed unexpectedly", name)
+        error = None if error is None else self.redact(error)
         self._finish(name, run_id, status, counts, error)
         self._beats.pop(run_id, None)
         duration = time.monotonic() - started
@@ -461,6 +465,7 @@ class SyncEngine:
             status, error = "rate_limited", str(exc)
         except (ConnectorError, CrmSyncError) as exc:
             status, error = "failed", str(exc)
+        error = None if error is None else self.redact(error)
         self._finish(name, run_id, status, counts, error, lease=False)
         duration = time.monotonic() - started
         return RunResult(run_id, name, mode, status, counts, duration, error, missing=missing)
