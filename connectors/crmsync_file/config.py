@@ -13,6 +13,33 @@ named explicitly under ``columns`` must exist in a CSV file's header (the read s
 with an error otherwise); a default column name that is absent means the field is
 not in the file. Set a column to ``null`` to declare it absent; in particular
 ``modified_at: null`` makes every incremental pass depend on the file's fingerprint.
+
+Limits and damaged rows (the rules in full: :mod:`crmsync_file.rows`). A bad row
+costs that row only: it is quarantined with a reason that starts with its line
+number, under its id when the id can be read from it, and the read goes on.
+
+* ``path`` must name a regular file; a device (``/dev/zero``), a pipe or a directory
+  is refused with an error before anything is read.
+* One limit for every format: a record (a JSON Lines line, a CSV record with all the
+  lines its quoted fields span) is at most 131,072 characters, so no line or field
+  is ever read whole beyond it. A longer line is quarantined and the read goes on at
+  the next line.
+* A line holding bytes that are not valid in ``encoding`` is quarantined
+  (``line 7: not valid UTF-8 (byte 0xfc at column 12)``); the other lines are read.
+  The header line must decode, and an encoding that is not ASCII-compatible (such
+  as UTF-16) still stops the read at bytes it cannot decode at all.
+* CSV: a quoted field may span lines; a record spanning lines is accepted only when
+  it is well-formed, has the header's number of fields and fits the limit. Otherwise
+  (typically an unbalanced quote) only the line where it began is quarantined and
+  the read starts again at the next line. A row with the wrong number of fields is
+  quarantined.
+* JSON Lines: a line that is not a JSON object, or that holds ``NaN``,
+  ``Infinity``, a number too large for a float or a lone surrogate escape in any
+  field, is quarantined, naming the key.
+* An id longer than 255 characters, or a list item (alias, company id) longer than
+  that, makes the row bad. A bad row without a readable id is reported by every
+  pass, incremental ones included, so that its quarantine entry lasts exactly as
+  long as the file has the problem.
 """
 
 from __future__ import annotations

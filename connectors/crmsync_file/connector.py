@@ -13,6 +13,7 @@ duplicate within one page is logged. ``fetch`` returns the last row of each id.
 from __future__ import annotations
 
 import logging
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,18 +99,28 @@ class FileConnector:
         if stream is not None and wanted:
             with self._open(stream) as export:
                 for row in export.rows():
-                    if isinstance(row, BrokenRow):
-                        continue
-                    external_id = row_id(row, stream.columns.external_id)
-                    if external_id in wanted:
-                        found.pop(external_id, None)  # the last row of an id wins
-                        found[external_id] = stream.map_row(row).item
+                    item = self._fetched(stream, row, wanted)
+                    if item is not None and item.external_id is not None:
+                        found.pop(item.external_id, None)  # the last row of an id wins
+                        found[item.external_id] = item
         return Page(
             stream=object_type,
             cursor=Cursor(),
             records=[item for item in found.values() if not isinstance(item, BadRecord)],
             bad=[item for item in found.values() if isinstance(item, BadRecord)],
         )
+
+    @staticmethod
+    def _fetched(
+        stream: _Stream, row: Row | BrokenRow, wanted: set[str]
+    ) -> Record | BadRecord | None:
+        """The row as a record (or bad record) when it is one of the ``wanted`` ids."""
+        if isinstance(row, BrokenRow):
+            item = map_broken(row, stream.object_type, stream.columns.external_id).item
+            return item if item.external_id in wanted else None
+        if row_id(row, stream.columns.external_id) in wanted:
+            return stream.map_row(row).item
+        return None
 
     def close(self) -> None:
         for export in list(self._open_files):
@@ -169,11 +180,10 @@ class FileConnector:
         bound = plan.lower_bound
         for row in export.rows(plan.skip):
             if isinstance(row, BrokenRow):
-                mapped = map_broken(row, stream.object_type)
+                mapped = map_broken(row, stream.object_type, stream.columns.external_id)
             else:
                 mapped = stream.map_row(row)
-            modified = mapped.modified_at
-            if bound is not None and modified is not None and modified < bound:
+            if bound is not None and _older(mapped, bound):
                 continue
             yield row.number, mapped
 
@@ -181,6 +191,7 @@ class FileConnector:
     def _open(self, stream: _Stream) -> Iterator[ExportFile]:
         source = stream.source
         path = source.resolve(self._base_dir)
+        self._refuse_special(path)
         try:
             handle = self._open_binary(path)
         except FileNotFoundError:
@@ -209,6 +220,23 @@ class FileConnector:
             export.close()
             self._open_files.discard(export)
 
+    def _refuse_special(self, path: Path) -> None:
+        """Refuse a path that is not a regular file before opening it.
+
+        A device (``/dev/zero``, ``/dev/urandom``) never ends and a named pipe blocks
+        the open; neither is an export. (The opened handle is checked again, in case the
+        path changed in between.)
+        """
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            return  # opening it reports the problem
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+            raise FatalConnectorError(
+                f"{self._name}: cannot open {path}: not a regular file ({kind})"
+            )
+
     def _check_header(self, stream: _Stream, header: tuple[str, ...], path: Path) -> None:
         """Refuse a CSV file that lacks the id column or a column the config names."""
         if not header:
@@ -222,6 +250,18 @@ class FileConnector:
                 f"{self._name}: {path} has no column {', '.join(map(repr, missing))} "
                 f"(its header: {', '.join(header)})"
             )
+
+
+def _older(mapped: Mapped, bound: datetime) -> bool:
+    """Whether the ``since`` filter drops a row: one modified before ``bound``.
+
+    A bad row without an id is never dropped: its quarantine entry (keyed by its raw
+    text) is kept only while passes keep seeing it.
+    """
+    item = mapped.item
+    if isinstance(item, BadRecord) and item.external_id is None:
+        return False
+    return mapped.modified_at is not None and mapped.modified_at < bound
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:

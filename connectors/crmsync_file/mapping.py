@@ -59,6 +59,9 @@ _MIN_EPOCH_MS = 100_000_000_000  # 1973-03-03: smaller integers are most likely 
 _NO_ITEMS: tuple[str, ...] = ()
 _NO_IDS: frozenset[str] = frozenset()
 
+MAX_ID_CHARS = 255
+"""The longest id (and alias) the store keeps; a longer one makes the row bad."""
+
 
 class InvalidValue(ValueError):
     """A cell value that cannot be read as the field's type; the message says why."""
@@ -97,7 +100,10 @@ def parse_text(value: object) -> str | None:
 
 
 def parse_list(value: object, separator: str) -> tuple[str, ...]:
-    """Items of a separated text or a JSON array: trimmed, without empties and repeats."""
+    """Items of a separated text or a JSON array: trimmed, without empties and repeats.
+
+    An item longer than 255 characters (the longest id or alias) is refused.
+    """
     if value is None:
         return ()
     if isinstance(value, str):
@@ -106,6 +112,8 @@ def parse_list(value: object, separator: str) -> tuple[str, ...]:
         items = [parse_text(item) for item in value]
     else:
         items = [parse_text(value)]
+    if too_long := next((item for item in items if item and len(item) > MAX_ID_CHARS), None):
+        raise InvalidValue(f"an item of {len(too_long):,} characters (at most {MAX_ID_CHARS})")
     return tuple(dict.fromkeys(item for item in items if item is not None))
 
 
@@ -220,6 +228,11 @@ def _identity(
 ) -> tuple[str | None, datetime | None]:
     """The row's id (a missing one is a problem) and its modification time."""
     external_id = read.get(id_column, parse_text, None)
+    if external_id is not None and len(external_id) > MAX_ID_CHARS:
+        read.problems.append(
+            f"{id_column}: an id of {len(external_id):,} characters (at most {MAX_ID_CHARS})"
+        )
+        external_id = None
     if external_id is None and not read.problems:
         read.problems.append(f"no id (column {id_column!r} is empty)")
     return external_id, read.get(modified_column, parse_timestamp, None)
@@ -319,6 +332,20 @@ def map_contact(row: Row, source: ContactFileSource) -> Mapped:
     return Mapped(record, modified_at)
 
 
-def map_broken(row: BrokenRow, object_type: ObjectType) -> Mapped:
-    """A row that could not be read at all, as a :class:`BadRecord`."""
-    return Mapped(BadRecord(object_type=object_type, raw=row.raw, reason=row.reason))
+def map_broken(row: BrokenRow, object_type: ObjectType, id_column: str) -> Mapped:
+    """A row that could not be read as values, as a :class:`BadRecord`.
+
+    It names the row's id when the part that could be read holds a usable one (text
+    of at most 255 characters without a quote: a fragment of a quoted field that ran
+    across lines is not an id), so that a later valid row of that id clears it.
+    """
+    try:
+        external_id = parse_text(row.values.get(id_column))
+    except InvalidValue:
+        external_id = None
+    if external_id is not None and (len(external_id) > MAX_ID_CHARS or '"' in external_id):
+        external_id = None
+    bad = BadRecord(
+        object_type=object_type, external_id=external_id, raw=row.raw, reason=row.reason
+    )
+    return Mapped(bad)

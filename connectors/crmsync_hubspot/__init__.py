@@ -5,7 +5,9 @@ config keys are documented in :mod:`crmsync_hubspot.config`; how passes read Hub
 (and what they cost in requests) in :mod:`crmsync_hubspot.connector` and
 :mod:`crmsync_hubspot.passes`; how records are mapped in :mod:`crmsync_hubspot.mapping`.
 :mod:`crmsync_hubspot.writeback` writes company properties back and
-:mod:`crmsync_hubspot.webhooks` verifies and parses webhook requests.
+:mod:`crmsync_hubspot.webhooks` verifies and parses webhook requests; the connector
+offers both as the SDK's optional capabilities (``WriteBack``, ``WebhookReceiver``).
+User documentation: ``docs/connectors/hubspot.md``.
 """
 
 from __future__ import annotations
@@ -44,4 +46,5 @@ plugin: ConnectorPlugin[HubSpotConfig] = ConnectorPlugin(
     # read the companies and the contacts side by side and the two chains overlap.
     # The connector's clients, pacers and token source are shared and thread-safe.
     reading=ReadPlan(read_ahead=2, side_by_side=True),
+    connector_class=HubSpotConnector,
 )

@@ -47,6 +47,7 @@ __all__ = [
     "HubSpotConfig",
     "OAuthSettings",
     "PropertyName",
+    "WriteBackSettings",
 ]
 
 _PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -173,6 +174,17 @@ class OAuthSettings(_Strict):
     )
 
 
+class WriteBackSettings(_Strict):
+    """Which company property receives each value crm-sync writes back after a push."""
+
+    billing_customer_id: PropertyName = Field(
+        default="crm_sync_billing_customer_id",
+        description="the company property receiving the billing customer id (a single-line "
+        "text property; created when the account lacks it, which needs the "
+        "crm.schemas.companies.write scope)",
+    )
+
+
 class HubSpotConfig(ConnectorConfig, HttpConfig):
     """Reads companies and contacts from HubSpot's CRM API (one account)."""
 
@@ -185,8 +197,16 @@ class HubSpotConfig(ConnectorConfig, HttpConfig):
     requests_per_window: int | None = Field(
         default=100,
         ge=1,
-        description="at most this many requests per window_seconds (HubSpot: 100 per 10 s for "
-        "Free/Starter private apps, 190 for Pro/Enterprise, 110 for OAuth apps); none: unlimited",
+        description="requests per window_seconds until HubSpot states the account's budget "
+        "(X-HubSpot-RateLimit-Max on its first answer: 100 per 10 s for Free/Starter private "
+        "apps, 190 for Pro/Enterprise, 110 for OAuth apps), which then replaces it; none: no "
+        "budget until HubSpot states one",
+    )
+    max_requests_per_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="never more than this many requests per window, whatever HubSpot states "
+        "(leave room for other integrations sharing the account's budget); none: no ceiling",
     )
     page_size: int = Field(
         default=500,
@@ -202,7 +222,9 @@ class HubSpotConfig(ConnectorConfig, HttpConfig):
         default=None, description="OAuth credentials of a public app (or set access_token)"
     )
     webhook_secret: SecretStr | None = Field(
-        default=None, description="the app's client secret, which signs webhook requests"
+        default=None,
+        description="the app's client secret, which signs webhook requests; default: "
+        "oauth.client_secret (a private app's client secret must be set here)",
     )
     search_lag_seconds: float = Field(
         default=30.0,
@@ -234,6 +256,10 @@ class HubSpotConfig(ConnectorConfig, HttpConfig):
     billing_contact: BillingContactSettings = Field(
         default_factory=BillingContactSettings, description="how the billing contact is marked"
     )
+    write_back: WriteBackSettings = Field(
+        default_factory=WriteBackSettings,
+        description="value -> the company property it is written to after a push",
+    )
 
     @model_validator(mode="after")
     def _one_auth_method(self) -> Self:
@@ -242,6 +268,13 @@ class HubSpotConfig(ConnectorConfig, HttpConfig):
                 "set exactly one of access_token (a private app) and oauth (a public app)"
             )
         return self
+
+    @property
+    def signing_secret(self) -> SecretStr | None:
+        """The secret webhook signatures are checked with (``None``: webhooks refused)."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret
+        return self.oauth.client_secret if self.oauth is not None else None
 
     @property
     def token_url(self) -> str:

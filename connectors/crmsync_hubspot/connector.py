@@ -22,12 +22,22 @@ mapping a page overlaps the network wait (see :func:`_read_ahead`). The engine r
 and the OAuth tokens are thread-safe, and each pass keeps its state in its own
 generator. Association changes do not change a record's modification date in
 HubSpot, so incremental passes do not see them: full passes and webhooks do.
+
+Request budget: ``requests_per_window`` is only the fallback; once an answer states the
+account's budget (``X-HubSpot-RateLimit-Max``), the pacer adopts it, capped at
+``max_requests_per_window`` when that is set. Search keeps its own 5 per second.
+
+Besides reading, the connector takes HubSpot's webhook deliveries
+(:class:`~crmsync.sdk.capabilities.WebhookReceiver`, see :mod:`crmsync_hubspot.webhooks`)
+and writes the billing customer id back onto companies
+(:class:`~crmsync.sdk.capabilities.WriteBack`, see :mod:`crmsync_hubspot.writeback`).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +47,13 @@ from typing import Any, Self
 import httpx
 
 from crmsync.errors import FatalConnectorError
+from crmsync.sdk.capabilities import (
+    ParsedWebhook,
+    WebhookRequest,
+    WebhookResponse,
+    WriteBackResult,
+    WriteBackUpdate,
+)
 from crmsync.sdk.connector import ConnectorContext, ReadRequest
 from crmsync.sdk.http import HttpClient, HttpConfig
 from crmsync.sdk.pacing import Pacer
@@ -63,11 +80,15 @@ from crmsync_hubspot.settings import (
     STREAMS,
     StreamSpec,
 )
+from crmsync_hubspot.webhooks import WebhookRejected, parse_events, sdk_events, verify_signature
 from crmsync_hubspot.writeback import CompanyPropertyWriter, PropertySpec
 
 __all__ = ["HubSpotConnector"]
 
 log = logging.getLogger(__name__)
+
+_HUBSPOT_ID = re.compile(r"[0-9]{1,30}")
+"""A HubSpot record id: digits."""
 
 _SEARCH_WINDOW_SECONDS = 1.05
 """The search budget's window: HubSpot's second, and a little for clock differences. Each
@@ -100,6 +121,7 @@ class HubSpotConnector:
         self._config = config
         self._lag = timedelta(seconds=config.search_lag_seconds)
         self._policy = HubSpotRateLimitPolicy()
+        self._own_budget_policy = HubSpotRateLimitPolicy(report_limit=False)
         self._transport = transport
         self._sleep = sleep
         self._monotonic = monotonic
@@ -113,14 +135,24 @@ class HubSpotConnector:
                 config.model_dump(include=set(HttpConfig.model_fields))
                 | {"requests_per_window": None}
             )
-            token_client = self._client(token_config, None)
+            token_client = self._client(token_config, None, policy=self._own_budget_policy)
             self.tokens = OAuthTokens(config.oauth, token_client, config.token_url, clock=monotonic)
             auth = OAuthRefresh(self.tokens)
         elif config.access_token is not None:
             auth = BearerToken(config.access_token)
         else:  # pragma: no cover - the config's validator refuses this
             raise FatalConnectorError("the hubspot connector needs access_token or oauth")
-        client = self._client(config, auth)
+        pacer = Pacer(
+            config.requests_per_window,
+            config.window_seconds,
+            headroom=config.max_concurrency - 1,
+            ceiling=config.max_requests_per_window,
+            clock=monotonic,
+            sleep=sleep,
+        )
+        client = self._client(config, auth, pacer=pacer)
+        self.pacer = pacer
+        """The pacer of the account's request budget (every request but search)."""
         search_pacer = Pacer(
             config.search_requests_per_second,
             _SEARCH_WINDOW_SECONDS,
@@ -128,8 +160,11 @@ class HubSpotConnector:
             clock=monotonic,
             sleep=sleep,
         )
-        search_client = self._client(config, auth, pacer=search_pacer)
+        search_client = self._client(
+            config, auth, pacer=search_pacer, policy=self._own_budget_policy
+        )
         self.api = HubSpotApi(client, search_client)
+        self._write_back_writer: CompanyPropertyWriter | None = None
         self._contact_mapping = ContactMapping(
             config.contacts, config.billing_contact, STREAMS[ObjectType.CONTACT].modified_property
         )
@@ -147,13 +182,18 @@ class HubSpotConnector:
         }
 
     def _client(
-        self, config: HttpConfig, auth: httpx.Auth | None, *, pacer: Pacer | None = None
+        self,
+        config: HttpConfig,
+        auth: httpx.Auth | None,
+        *,
+        pacer: Pacer | None = None,
+        policy: HubSpotRateLimitPolicy | None = None,
     ) -> HttpClient:
         client = HttpClient(
             config,
             transport=self._transport,
             auth=auth,
-            rate_limit_policy=self._policy,
+            rate_limit_policy=policy or self._policy,
             pacer=pacer,
             sleep=self._sleep,
             clock=self._monotonic,
@@ -201,6 +241,79 @@ class HubSpotConnector:
     def company_writer(self, properties: Sequence[PropertySpec] = ()) -> CompanyPropertyWriter:
         """A writer of company properties over this connector's clients (see writeback)."""
         return CompanyPropertyWriter(self.api, properties)
+
+    # -- webhooks (crmsync.sdk.capabilities.WebhookReceiver) ---------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Refuse (401) a delivery without a valid v3, v2 or v1 signature by the app's client
+        secret, or whose v3 timestamp is more than 5 minutes from when it was received."""
+        secret = self._config.signing_secret
+        if secret is None:
+            raise WebhookRejected("no webhook_secret is configured to check signatures with")
+        verify_signature(
+            secret=secret,
+            method=request.method,
+            uri=request.url,
+            body=request.body,
+            headers=request.headers,
+            now=request.received_at,
+        )
+
+    def parse(self, request: WebhookRequest) -> ParsedWebhook:
+        """The delivery's events in the SDK's terms; a body that is not JSON is refused (400)."""
+        return sdk_events(parse_events(request.body))
+
+    def acknowledge(self, parsed: ParsedWebhook) -> WebhookResponse:
+        """HubSpot only needs a quick 2xx (it retries anything else)."""
+        return WebhookResponse()
+
+    # -- write-back (crmsync.sdk.capabilities.WriteBack) ------------------------------------
+
+    def write_back(self, updates: Sequence[WriteBackUpdate]) -> WriteBackResult:
+        """Write values onto companies, 100 per request; a refused record fails alone.
+
+        Each value goes to the property ``write_back`` names (created in HubSpot the first
+        time when missing). Updates of other objects, unknown values and ids that are not
+        HubSpot ids fail without a request. Errors that are not about one record (the
+        token refused, the rate limit spent, the property cannot be created) raise; writing
+        the same values again is harmless.
+        """
+        result = WriteBackResult()
+        pending: dict[str, dict[str, str | None]] = {}
+        for update in updates:
+            company_id = update.external_id.strip()
+            problem = _write_back_problem(update, self._write_back_properties)
+            if problem is not None:
+                result.failed[company_id] = problem
+                pending.pop(company_id, None)
+            elif company_id not in result.failed:
+                names = self._write_back_properties
+                values = {names[name]: value for name, value in update.values.items()}
+                pending.setdefault(company_id, {}).update(values)
+        empty = [company_id for company_id, values in pending.items() if not values]
+        for company_id in empty:  # nothing to write: done without a request
+            del pending[company_id]
+            result.written.append(company_id)
+        if pending:
+            outcome = self._writer().update_companies(pending)
+            result.written.extend(outcome.written)
+            result.failed.update(outcome.failed)
+        return result
+
+    @property
+    def _write_back_properties(self) -> dict[str, str]:
+        """crm-sync value -> the company property it is written to."""
+        return {"billing_customer_id": self._config.write_back.billing_customer_id}
+
+    def _writer(self) -> CompanyPropertyWriter:
+        if self._write_back_writer is None:
+            spec = PropertySpec(
+                self._config.write_back.billing_customer_id,
+                "Billing customer id (crm-sync)",
+                description="The customer's id in the billing platform, written by crm-sync.",
+            )
+            self._write_back_writer = self.company_writer([spec])
+        return self._write_back_writer
 
     @property
     def requests_sent(self) -> int:
@@ -412,6 +525,18 @@ def _read_ahead(
                 return
     finally:
         stop.set()  # a request in flight ends within the client's timeout; not waited for
+
+
+def _write_back_problem(update: WriteBackUpdate, properties: dict[str, str]) -> str | None:
+    """Why ``update`` cannot be written to HubSpot, or ``None``."""
+    if update.object_type is not ObjectType.COMPANY:
+        return f"HubSpot write-back writes companies only, not {update.object_type.value}s"
+    if not _HUBSPOT_ID.fullmatch(update.external_id.strip()):
+        return "not a HubSpot record id"
+    unknown = sorted(name for name in update.values if name not in properties)
+    if unknown:
+        return f"no HubSpot property is configured for {', '.join(unknown)[:200]!r}"
+    return None
 
 
 def _grouped(answers: Iterator[Answer], size: int) -> Iterator[Answer]:

@@ -16,9 +16,12 @@ no timestamp, so they cannot refuse a replayed request; set ``allow_legacy=False
 accept v3 only.
 
 Events: the body is a JSON array of up to 100 events. Each names its kind in
-``subscriptionType`` (older apps: ``eventType``), for example ``contact.propertyChange``;
-:func:`parse_events` turns them into :class:`WebhookEvent` objects and reports the ones
-it cannot read instead of failing the whole request (HubSpot retries any 4xx/5xx).
+``subscriptionType`` (older apps: ``eventType``), for example ``contact.propertyChange``
+(the generic format, ``object.propertyChange``, names the object in ``objectTypeId``:
+``0-1`` contacts, ``0-2`` companies); :func:`parse_events` turns them into
+:class:`HubSpotEvent` objects and reports the ones it cannot read instead of failing the
+whole request (HubSpot retries any 4xx/5xx). :func:`sdk_events` says what crm-sync does
+with each, in the SDK's terms (:class:`crmsync.sdk.capabilities.WebhookEvent`).
 """
 
 from __future__ import annotations
@@ -45,15 +48,20 @@ from pydantic import (
     model_validator,
 )
 
+from crmsync.sdk import capabilities as sdk
+from crmsync.sdk.capabilities import EventAction
 from crmsync.sdk.records import ObjectType
 
 __all__ = [
     "EventKind",
+    "HubSpotEvent",
     "InvalidEvent",
     "ParsedEvents",
-    "WebhookEvent",
     "WebhookRejected",
+    "event_key",
     "parse_events",
+    "sdk_event",
+    "sdk_events",
     "signature_v1",
     "signature_v2",
     "signature_v3",
@@ -61,6 +69,9 @@ __all__ = [
 ]
 
 MAX_TIMESTAMP_SKEW = timedelta(minutes=5)
+MAX_RAW_CHARS = 2_000
+"""Longest excerpt of an unreadable event kept in :class:`InvalidEvent` (the raw text)."""
+_TIMESTAMP = re.compile(r"[0-9]{1,14}")
 
 _V3_ESCAPES = {
     "%3A": ":",
@@ -80,8 +91,12 @@ _V3_ESCAPE = re.compile("|".join(_V3_ESCAPES), re.IGNORECASE)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class WebhookRejected(Exception):
-    """The request is not a genuine, fresh HubSpot request; answer 401 and drop it."""
+class WebhookRejected(sdk.WebhookRejected):
+    """The request is refused: 401 (the default) when it is not a genuine, fresh HubSpot
+    request, 400 when its body cannot be read at all."""
+
+    def __init__(self, reason: str, status: int = 401) -> None:
+        super().__init__(status, reason)
 
 
 # --- signatures ------------------------------------------------------------------------------
@@ -142,7 +157,7 @@ def verify_signature(
     v3 = _header(headers, "X-HubSpot-Signature-v3")
     if v3 is not None:
         timestamp = _header(headers, "X-HubSpot-Request-Timestamp")
-        if timestamp is None or not timestamp.strip().isdigit():
+        if timestamp is None or not _TIMESTAMP.fullmatch(timestamp.strip()):
             raise WebhookRejected("a v3 signature without a valid X-HubSpot-Request-Timestamp")
         sent = _EPOCH + timedelta(milliseconds=int(timestamp.strip()))
         if abs(now - sent) > MAX_TIMESTAMP_SKEW:
@@ -198,13 +213,15 @@ _KINDS = {
     "associationchange": EventKind.ASSOCIATION_CHANGED,
 }
 _OBJECTS = {"company": ObjectType.COMPANY, "contact": ObjectType.CONTACT}
+_OBJECT_TYPE_IDS = {"0-2": ObjectType.COMPANY, "0-1": ObjectType.CONTACT}
+"""The generic format's ``objectTypeId`` of the objects crm-sync syncs."""
 
 
 def _camel(*names: str) -> Any:
     return AliasChoices(*names)
 
 
-class WebhookEvent(BaseModel):
+class HubSpotEvent(BaseModel):
     """One webhook event, typed. ``object_type`` is ``None`` for objects crm-sync does not
     sync (deals, tickets ...); ``kind`` is ``OTHER`` for subscription types it ignores."""
 
@@ -267,11 +284,15 @@ class WebhookEvent(BaseModel):
         if not isinstance(name, str) or "." not in name:
             raise ValueError("the event has no subscriptionType such as contact.creation")
         prefix, _, action = name.partition(".")
-        return {
-            **data,
-            "object_type": _OBJECTS.get(prefix.lower()),
-            "kind": _KINDS.get(action.lower(), EventKind.OTHER),
-        }
+        kind = _KINDS.get(action.lower(), EventKind.OTHER)
+        if prefix.lower() == "object":  # the generic format names the object apart
+            object_type = _OBJECT_TYPE_IDS.get(str(data.get("objectTypeId", "")).strip())
+        else:
+            object_type = _OBJECTS.get(prefix.lower())
+        found = {**data, "object_type": object_type, "kind": kind}
+        if kind is EventKind.ASSOCIATION_CHANGED and "objectId" not in data:
+            found.setdefault("object_id", data.get("fromObjectId"))
+        return found
 
     @field_validator(
         "object_id", "event_id", "portal_id", "app_id", "primary_object_id", "new_object_id",
@@ -326,7 +347,7 @@ class InvalidEvent:
 class ParsedEvents:
     """The events of one webhook request, and the items that could not be read."""
 
-    events: list[WebhookEvent] = field(default_factory=list)
+    events: list[HubSpotEvent] = field(default_factory=list)
     invalid: list[InvalidEvent] = field(default_factory=list)
 
 
@@ -337,16 +358,111 @@ def parse_events(body: bytes | str) -> ParsedEvents:
     """
     try:
         payload = json.loads(body)
-    except ValueError:
-        raise WebhookRejected("the body is not JSON") from None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise WebhookRejected("the body is not JSON", 400) from None
+    if not isinstance(payload, list | dict):
+        raise WebhookRejected("the body is neither an array of events nor an event", 400)
     items = payload if isinstance(payload, list) else [payload]
     parsed = ParsedEvents()
     for item in items:
         try:
-            parsed.events.append(WebhookEvent.model_validate(item))
+            parsed.events.append(HubSpotEvent.model_validate(item))
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, p['loc'])) or 'event'}: {p['msg']}" for p in exc.errors()
             )
-            parsed.invalid.append(InvalidEvent(json.dumps(item, ensure_ascii=False), problems))
+            raw = json.dumps(item, ensure_ascii=False)
+            parsed.invalid.append(InvalidEvent(raw[:MAX_RAW_CHARS], problems[:MAX_RAW_CHARS]))
     return parsed
+
+
+# --- what crm-sync does with them -------------------------------------------------------------
+
+_DELETIONS = frozenset({EventKind.DELETED, EventKind.PRIVACY_DELETED})
+_UPSERTS = frozenset({EventKind.CREATED, EventKind.CHANGED, EventKind.RESTORED})
+_SIDES = {"CONTACT": ObjectType.CONTACT, "COMPANY": ObjectType.COMPANY}
+_CONTACT_COMPANY = (
+    [ObjectType.CONTACT, ObjectType.COMPANY],
+    [ObjectType.COMPANY, ObjectType.CONTACT],
+)
+
+
+def event_key(event: HubSpotEvent) -> str:
+    """The event's identity for de-duplication: a re-delivery (another ``attemptNumber``)
+    has the same key; two events sharing an ``eventId`` (HubSpot reuses them) do not."""
+    parts = [
+        event.subscription_type,
+        event.object_id,
+        event.occurred_at.isoformat(),
+        event.event_id,
+        event.property_name,
+        event.association_type,
+        event.from_object_id,
+        event.to_object_id,
+        event.association_removed,
+    ]
+    digest = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+    return f"hubspot:{digest}"
+
+
+def _ignored(event: HubSpotEvent, key: str) -> sdk.WebhookEvent:
+    return sdk.WebhookEvent(
+        key, EventAction.IGNORE, event.object_type, event.object_id, event.occurred_at
+    )
+
+
+def _association(event: HubSpotEvent, key: str) -> sdk.WebhookEvent:
+    """A contact-company association added or removed: fetch the contact (and its company)."""
+    ends = (event.association_type or "").upper().split("_TO_")
+    sides = [_SIDES.get(end.partition("_")[0]) for end in ends]
+    from_id, to_id = event.from_object_id, event.to_object_id
+    if from_id is None or to_id is None or sides not in _CONTACT_COMPANY:
+        return _ignored(event, key)
+    contact_id, company_id = (
+        (from_id, to_id) if sides[0] is ObjectType.CONTACT else (to_id, from_id)
+    )
+    return sdk.WebhookEvent(
+        key,
+        EventAction.UPSERT,
+        ObjectType.CONTACT,
+        contact_id,
+        event.occurred_at,
+        related_ids=(company_id,),
+    )
+
+
+def sdk_event(event: HubSpotEvent) -> sdk.WebhookEvent:
+    """What crm-sync does with one HubSpot event.
+
+    Creations, property changes and restores fetch the record (UPSERT); deletions and
+    privacy deletions mark it deleted (DELETE); a merge folds every other id it names into
+    the survivor (MERGE); a contact-company association change fetches the contact with the
+    company as a related record; other objects and subscription types are IGNOREd.
+    """
+    key = event_key(event)
+    if event.object_type is None:
+        return _ignored(event, key)
+    if event.kind is EventKind.ASSOCIATION_CHANGED:
+        return _association(event, key)
+    if event.kind is EventKind.MERGED:
+        survivor = event.survivor_id
+        named = (*event.merged_object_ids, event.primary_object_id, event.object_id)
+        merged = tuple(dict.fromkeys(i for i in named if i and i != survivor))
+        return sdk.WebhookEvent(
+            key, EventAction.MERGE, event.object_type, survivor, event.occurred_at, merged
+        )
+    if event.kind in _DELETIONS:
+        action = EventAction.DELETE
+    elif event.kind in _UPSERTS:
+        action = EventAction.UPSERT
+    else:
+        return _ignored(event, key)
+    return sdk.WebhookEvent(key, action, event.object_type, event.object_id, event.occurred_at)
+
+
+def sdk_events(parsed: ParsedEvents) -> sdk.ParsedWebhook:
+    """A parsed delivery in the SDK's terms (unreadable items stay reported, not raised)."""
+    return sdk.ParsedWebhook(
+        events=[sdk_event(event) for event in parsed.events],
+        invalid=[sdk.InvalidWebhookEvent(item.raw, item.reason) for item in parsed.invalid],
+    )

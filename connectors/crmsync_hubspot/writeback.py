@@ -4,7 +4,9 @@
 lacks them (one ``GET /crm/v3/properties/companies`` per writer, then a ``POST`` per
 missing property), then writes through ``POST .../batch/update`` (100 companies per
 request; HubSpot answers 207 with per-id errors, reported in :class:`WriteResult`) or,
-for one company, ``PATCH /crm/v3/objects/companies/{id}``.
+for one company, ``PATCH /crm/v3/objects/companies/{id}``. A batch HubSpot refuses as
+a whole (a 4xx other than 401, for example one invalid id or value) is written again
+one company at a time, so one bad record fails alone.
 
 Writing a property changes the company's ``hs_lastmodifieddate``, so the next
 incremental sync reads the company again (and the store finds its content unchanged).
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from crmsync.errors import AuthenticationError, FatalConnectorError
 from crmsync_hubspot.api import HubSpotApi, chunks
 from crmsync_hubspot.settings import BATCH_UPDATE_MAX_INPUTS
 
@@ -90,7 +93,13 @@ class CompanyPropertyWriter:
         result = WriteResult()
         ids = list(updates)
         for batch in chunks(ids, BATCH_UPDATE_MAX_INPUTS):
-            outcome = self._api.batch_update("companies", [(i, updates[i]) for i in batch])
+            try:
+                outcome = self._api.batch_update("companies", [(i, updates[i]) for i in batch])
+            except AuthenticationError:
+                raise
+            except FatalConnectorError:
+                self._one_by_one(batch, updates, result)
+                continue
             result.written.extend(outcome.written)
             for error in outcome.errors:
                 message = str(error.get("message") or error.get("category") or "refused")
@@ -103,3 +112,16 @@ class CompanyPropertyWriter:
                 if company_id not in written and company_id not in result.failed:
                     result.failed[company_id] = "HubSpot did not confirm the write"
         return result
+
+    def _one_by_one(
+        self, batch: Sequence[str], updates: Mapping[str, PropertyValues], result: WriteResult
+    ) -> None:
+        for company_id in batch:
+            try:
+                self._api.update("companies", company_id, updates[company_id])
+            except AuthenticationError:
+                raise
+            except FatalConnectorError as exc:
+                result.failed[company_id] = str(exc)
+            else:
+                result.written.append(company_id)

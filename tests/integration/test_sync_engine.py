@@ -261,14 +261,15 @@ def test_a_quarantined_record_that_arrives_valid_leaves_the_quarantine(store: St
 
 
 def test_a_second_worker_cannot_sync_a_connector_that_is_being_synced(store: Store) -> None:
-    from crmsync.adapters import runs
-    from crmsync.sdk import utc_now
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from crmsync.adapters import leases
     from crmsync.service.sync import ConnectorBusy
 
+    other = replace(leases.this_process(), label="other-host:42", machine="elsewhere")
     with store.begin() as conn:
-        runs.acquire_lease(
-            conn, "crm", "other-host:42", utc_now(), __import__("datetime").timedelta(minutes=5)
-        )
+        assert leases.acquire(conn, "crm", other, timedelta(minutes=5)) is None
 
     with pytest.raises(ConnectorBusy, match="other-host:42"):
         make_engine(store).run("crm", sample())
@@ -299,24 +300,27 @@ def test_a_connector_error_fails_the_run_and_records_why(store: Store) -> None:
 
 
 def test_a_lease_left_by_a_dead_process_on_this_machine_is_taken_over(store: Store) -> None:
-    import socket
+    import subprocess
+    import sys
+    from dataclasses import replace
     from datetime import timedelta
 
-    from crmsync.adapters import runs
+    import sqlalchemy as sa
+
+    from crmsync.adapters import leases, runs
+    from crmsync.adapters.tables import sync_runs
     from crmsync.sdk import utc_now
 
-    dead = f"{socket.gethostname()}:999999999"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = replace(leases.this_process(), label="here:dead", pid=int(gone.stdout))
     with store.begin() as conn:
-        runs.acquire_lease(conn, "crm", dead, utc_now(), timedelta(minutes=5))
-        runs.start_run(conn, "crm", "full", dead, utc_now())
+        assert leases.acquire(conn, "crm", dead, timedelta(minutes=5)) is None
+        runs.start_run(conn, "crm", "full", dead.label, utc_now())
 
     result = make_engine(store).run("crm", sample())
 
     assert result.status == "succeeded"
     with store.begin() as conn:
-        import sqlalchemy as sa
-
-        from crmsync.adapters.tables import sync_runs
-
         statuses = dict(conn.execute(sa.select(sync_runs.c.worker, sync_runs.c.status)).all())
-    assert statuses[dead] == "abandoned"
+    assert statuses[dead.label] == "abandoned"

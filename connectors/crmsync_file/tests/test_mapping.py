@@ -208,10 +208,18 @@ def test_a_bad_row_still_reports_its_modification_time_when_readable() -> None:
     assert mapped.modified_at == datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def test_a_value_the_record_model_refuses_becomes_a_bad_record() -> None:
+def test_an_id_longer_than_the_store_keeps_makes_a_bad_record_that_does_not_carry_it() -> None:
     item = _company(id="x" * 300)
     assert isinstance(item, BadRecord)
-    assert "external_id" in item.reason
+    assert item.external_id is None
+    assert "id: an id of 300 characters (at most 255)" in item.reason
+
+
+def test_a_list_item_longer_than_an_id_or_alias_may_be_is_refused() -> None:
+    item = _company(id="co-1", aliases="ok;" + "a" * 256)
+    assert isinstance(item, BadRecord)
+    assert item.external_id == "co-1"
+    assert "aliases: an item of 256 characters (at most 255)" in item.reason
 
 
 def test_json_values_of_the_wrong_kind_are_refused() -> None:

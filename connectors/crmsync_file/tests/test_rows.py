@@ -43,7 +43,13 @@ def test_a_quoted_field_may_span_lines(tmp_path: Path) -> None:
 
 def test_a_row_with_the_wrong_number_of_fields_is_broken(tmp_path: Path) -> None:
     (row,) = _rows(tmp_path, "id,name\n1,Acme,surplus\n")
-    assert row == BrokenRow(1, 2, "1,Acme,surplus", "line 2: 3 fields where the header has 2")
+    assert row == BrokenRow(
+        1,
+        2,
+        "1,Acme,surplus",
+        "line 2: 3 fields where the header has 2",
+        {"id": "1", "name": "Acme"},
+    )
 
 
 def test_blank_rows_are_counted_but_not_yielded(tmp_path: Path) -> None:
@@ -70,9 +76,39 @@ def test_other_encodings_and_delimiters_are_read(tmp_path: Path) -> None:
     assert row.values == {"id": "1", "name": "Zürich"}
 
 
-def test_bytes_that_do_not_decode_stop_the_read_with_the_path(tmp_path: Path) -> None:
-    with pytest.raises(FatalConnectorError, match=r"export\.csv: not readable as utf-8-sig"):
-        _rows(tmp_path, b"id,name\n1,Z\xfcrich\n")
+def test_a_line_with_bytes_that_do_not_decode_is_broken_and_the_others_are_read(
+    tmp_path: Path,
+) -> None:
+    broken, row = _rows(tmp_path, b"id,name\n1,Z\xfcrich\n2,Bern\n")
+    assert broken == BrokenRow(
+        1,
+        2,
+        "1,Z\\xfcrich",
+        "line 2: not valid UTF-8 (byte 0xfc at column 4)",
+        {"id": "1", "name": "Z\\xfcrich"},
+    )
+    assert isinstance(row, Row)
+    assert row.values == {"id": "2", "name": "Bern"}
+
+
+def test_a_json_line_with_bytes_that_do_not_decode_is_broken_and_names_its_id(
+    tmp_path: Path,
+) -> None:
+    broken, row = _rows(tmp_path, b'{"id": "7", "name": "Z\xfcrich"}\n{"id": "8"}\n', "jsonl")
+    assert isinstance(broken, BrokenRow)
+    assert broken.reason == "line 1: not valid UTF-8 (byte 0xfc at column 23)"
+    assert broken.values["id"] == "7"
+    assert isinstance(row, Row)
+
+
+def test_a_header_that_does_not_decode_stops_the_read_with_the_path(tmp_path: Path) -> None:
+    with pytest.raises(FatalConnectorError, match=r"export\.csv: the header line is not valid"):
+        _rows(tmp_path, b"id,n\xe4me\n1,a\n")
+
+
+def test_an_encoding_that_cannot_be_decoded_at_all_stops_the_read(tmp_path: Path) -> None:
+    with pytest.raises(FatalConnectorError, match=r"not readable as utf-16"):
+        _rows(tmp_path, "id\n1\n".encode("utf-16-le") + b"\x00\xdc", encoding="utf-16-le")
 
 
 def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:

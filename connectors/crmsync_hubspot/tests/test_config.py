@@ -74,3 +74,32 @@ def test_tax_status_values_are_compared_without_regard_to_case() -> None:
     )
 
     assert list(section.companies.tax_status_values) == ["exempt"]
+
+
+def test_write_back_goes_to_a_crm_sync_property_unless_another_is_named() -> None:
+    assert config(access_token="pat").write_back.billing_customer_id == (
+        "crm_sync_billing_customer_id"
+    )
+    named = config(access_token="pat", write_back={"billing_customer_id": "billing_id"})
+    assert named.write_back.billing_customer_id == "billing_id"
+    with pytest.raises(ValidationError):
+        config(access_token="pat", write_back={"billing_customer_id": "Billing id"})
+    with pytest.raises(ValidationError):
+        config(access_token="pat", write_back={"tax_status": "tax"})
+
+
+def test_the_request_budget_has_no_ceiling_unless_one_is_set() -> None:
+    assert config(access_token="pat").max_requests_per_window is None
+    assert config(access_token="pat", max_requests_per_window=150).max_requests_per_window == 150
+    with pytest.raises(ValidationError):
+        config(access_token="pat", max_requests_per_window=0)
+
+
+def test_webhooks_are_checked_with_the_webhook_secret_or_else_the_oauth_client_secret() -> None:
+    assert config(access_token="pat").signing_secret is None
+    secret = config(access_token="pat", webhook_secret="w").signing_secret
+    assert secret is not None
+    assert secret.get_secret_value() == "w"
+    fallback = config(oauth=OAUTH).signing_secret
+    assert fallback is not None
+    assert fallback.get_secret_value() == "s"

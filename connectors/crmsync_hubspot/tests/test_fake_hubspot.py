@@ -22,6 +22,7 @@ from tests.fakes.hubspot import (
 )
 
 from crmsync.errors import RateLimitExhausted
+from crmsync.sdk.capabilities import WriteBackUpdate
 from crmsync.sdk.connector import ReadRequest
 from crmsync.sdk.records import CompanyRecord, ContactRecord, Cursor, ObjectType, Page
 from crmsync.sdk.testing import FakeTime
@@ -331,3 +332,37 @@ def _context() -> Any:
     from crmsync.sdk.connector import ConnectorContext
 
     return ConnectorContext(name="hubspot")
+
+
+def test_the_connector_spends_the_budget_hubspot_states_not_its_configured_fallback(
+    time: FakeTime,
+) -> None:
+    data = HubSpotData.generate(companies=1, contacts=0, seed=11)
+    with serve(data, rate_limit=(190, 10.0)) as fake, connect(fake, time) as connector:
+        for _ in range(180):  # more than the configured 100, fewer than the stated 190
+            connector.api.property_names("companies")
+        rate_limited = fake.requests.by_status[429]
+
+    assert connector.pacer.limit == 190
+    assert time.sleeps == []  # the pacer never held a request back
+    assert rate_limited == 0
+
+
+def test_write_back_creates_the_property_and_writes_the_billing_customer_ids(
+    time: FakeTime,
+) -> None:
+    data = HubSpotData.generate(companies=3, contacts=0, seed=12)
+    first, second, third = data.ids("companies")
+    data.archive("companies", third)
+    updates = [
+        WriteBackUpdate(ObjectType.COMPANY, company_id, {"billing_customer_id": f"cus_{n}"})
+        for n, company_id in enumerate((first, second, third))
+    ]
+    with serve(data) as fake, connect(fake, time) as connector:
+        result = connector.write_back(updates)
+
+    assert "crm_sync_billing_customer_id" in data.property_definitions("companies")
+    assert data.properties("companies", first)["crm_sync_billing_customer_id"] == "cus_0"
+    assert data.properties("companies", second)["crm_sync_billing_customer_id"] == "cus_1"
+    assert sorted(result.written) == sorted([first, second])
+    assert list(result.failed) == [third]

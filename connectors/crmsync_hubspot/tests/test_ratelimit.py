@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from crmsync.sdk.pacing import Exhausted, RateLimitBudget, RetryAfter
 from crmsync_hubspot.ratelimit import HubSpotRateLimitPolicy
@@ -56,3 +57,40 @@ def test_the_budget_is_the_rolling_windows_remaining_requests() -> None:
 
     assert POLICY.budget(response) == RateLimitBudget(37, 10.0)
     assert POLICY.budget(httpx.Response(200)) is None
+
+
+def test_the_budget_reports_the_accounts_stated_maximum_as_its_limit() -> None:
+    response = httpx.Response(
+        200,
+        headers={
+            "X-HubSpot-RateLimit-Max": "190",
+            "X-HubSpot-RateLimit-Remaining": "189",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        },
+    )
+
+    assert POLICY.budget(response) == RateLimitBudget(189, 10.0, limit=190)
+
+
+@pytest.mark.parametrize("stated", ["0", "-1", "many", "nan", "inf", "1e12"])
+def test_a_stated_maximum_that_makes_no_sense_is_not_reported(stated: str) -> None:
+    response = httpx.Response(
+        200, headers={"X-HubSpot-RateLimit-Max": stated, "X-HubSpot-RateLimit-Remaining": "5"}
+    )
+
+    assert POLICY.budget(response) == RateLimitBudget(5, 10.0)
+
+
+def test_a_policy_for_another_budget_leaves_the_stated_maximum_out() -> None:
+    response = httpx.Response(
+        200, headers={"X-HubSpot-RateLimit-Max": "190", "X-HubSpot-RateLimit-Remaining": "5"}
+    )
+
+    assert HubSpotRateLimitPolicy(report_limit=False).budget(response) == RateLimitBudget(5, 10.0)
+
+
+@pytest.mark.parametrize("remaining", ["inf", "nan"])
+def test_an_unreadable_remaining_count_states_no_budget(remaining: str) -> None:
+    response = httpx.Response(200, headers={"X-HubSpot-RateLimit-Remaining": remaining})
+
+    assert POLICY.budget(response) is None

@@ -5,26 +5,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from crmsync.adapters.sql import insert_for, is_in
-from crmsync.adapters.tables import quarantine, sync_leases, sync_runs, sync_state
+from crmsync.adapters.tables import quarantine, sync_runs, sync_state
 from crmsync.sdk.records import BadRecord, Cursor, ObjectType
 
 __all__ = [
     "RunCounts",
-    "acquire_lease",
+    "clear_quarantine",
     "finish_run",
+    "forget_unseen_without_id",
     "load_cursor",
     "quarantine_records",
-    "release_lease",
     "resolve_quarantine",
     "save_cursor",
     "start_run",
+    "storable_text",
     "update_run",
 ]
 
@@ -38,6 +38,8 @@ class RunCounts:
     updated: int = 0
     unchanged: int = 0
     quarantined: int = 0
+    stale: int = 0
+    """Records skipped because the store already held a newer version of them."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -110,46 +112,53 @@ def finish_run(
     )
 
 
-def mark_abandoned(conn: Connection, connector: str, stale_before: datetime, now: datetime) -> int:
-    """Close runs whose process died (no heartbeat since ``stale_before``)."""
-    result = conn.execute(
-        sa.update(sync_runs)
-        .where(
-            sync_runs.c.connector == connector,
-            sync_runs.c.status == "running",
-            sync_runs.c.heartbeat_at < stale_before,
-        )
-        .values(
-            status="abandoned",
-            finished_at=now,
-            error="the process running this sync stopped without finishing it",
-        )
-    )
-    return result.rowcount
+MAX_QUARANTINE_RAW = 16_384
+"""Characters of a bad record's raw text the quarantine keeps; longer text is cut and
+ends with ``…[cut]``."""
+
+MAX_QUARANTINE_REASON = 2_000
+"""Characters of a reason the quarantine keeps (cut the same way)."""
+
+_MAX_EXTERNAL_ID = 255  # the width of quarantine.external_id
+_CUT = "…[cut]"
 
 
-def abandon_worker(conn: Connection, connector: str, worker: str, now: datetime) -> int:
-    """Close the running runs of a worker known to be dead."""
-    result = conn.execute(
-        sa.update(sync_runs)
-        .where(
-            sync_runs.c.connector == connector,
-            sync_runs.c.status == "running",
-            sync_runs.c.worker == worker,
-        )
-        .values(
-            status="abandoned",
-            finished_at=now,
-            error="the process running this sync stopped without finishing it",
-        )
-    )
-    return result.rowcount
+def storable_text(text: str, limit: int) -> str:
+    """``text`` as every store can hold it, at most ``limit`` characters (plus the cut mark).
+
+    PostgreSQL text cannot hold NUL: a NUL is written as the four characters ``\\x00``.
+    A lone surrogate (a byte that did not decode, kept by ``surrogateescape``) cannot be
+    encoded as UTF-8: it is written as its escape, e.g. ``\\udcfc``. Other control
+    characters are kept as they are (readers escape them when they print).
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        return text[:limit] + _CUT
+    return text
 
 
 def _record_key(bad: BadRecord) -> str:
-    if bad.external_id:
-        return bad.external_id
-    return "sha256:" + hashlib.sha256(bad.raw.encode()).hexdigest()
+    """The quarantine key of a bad record: its external id, or a hash of its raw text.
+
+    An id the store cannot hold as an id (over 255 characters, or with characters no
+    store can hold) is hashed too, so it is never cut into another record's id.
+    """
+    external_id = _storable_id(bad.external_id)
+    if external_id is not None:
+        return external_id
+    basis = bad.external_id if bad.external_id else bad.raw
+    return "sha256:" + hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _storable_id(external_id: str | None) -> str | None:
+    if not external_id or len(external_id) > _MAX_EXTERNAL_ID:
+        return None
+    if storable_text(external_id, _MAX_EXTERNAL_ID) != external_id:
+        return None
+    return external_id
 
 
 def quarantine_records(
@@ -159,7 +168,12 @@ def quarantine_records(
     run_id: int | None,
     now: datetime,
 ) -> None:
-    """Keep bad records with their reasons; seeing one again bumps its count."""
+    """Keep bad records with their reasons; seeing one again bumps its count.
+
+    A record is keyed by its external id, or (without a usable one) by a hash of its
+    raw text. Raw text and reason are stored bounded and storable on every backend
+    (see :func:`storable_text`); ``last_seen_at`` is ``now`` for every record given.
+    """
     if not bad:
         return
     latest = {(b.object_type.value, _record_key(b)): b for b in bad}
@@ -181,9 +195,9 @@ def quarantine_records(
                 "connector": connector,
                 "object_type": kind,
                 "record_key": key,
-                "external_id": b.external_id,
-                "raw": b.raw,
-                "reason": b.reason,
+                "external_id": _storable_id(b.external_id),
+                "raw": storable_text(b.raw, MAX_QUARANTINE_RAW),
+                "reason": storable_text(b.reason, MAX_QUARANTINE_REASON),
                 "run_id": run_id,
                 "occurrences": 1,
                 "first_seen_at": now,
@@ -216,42 +230,43 @@ def resolve_quarantine(
     )
 
 
-def acquire_lease(
-    conn: Connection,
-    connector: str,
-    owner: str,
-    now: datetime,
-    ttl: timedelta,
-    *,
-    take_from: str | None = None,
-) -> str | None:
-    """Take or renew the connector's lease; returns the current holder if someone else has it.
+def forget_unseen_without_id(
+    conn: Connection, connector: str, object_type: ObjectType, seen_before: datetime
+) -> int:
+    """Delete the connector's id-less entries of ``object_type`` last seen before ``seen_before``.
 
-    The lease is free when nobody holds it or it expired; ``take_from`` also takes it
-    from that holder (one known to be dead).
+    An entry without an external id (a row with no id, a line that could not be read)
+    cannot be cleared by a later valid version of its record: it is kept only while
+    passes keep delivering it. Call this after a pass that delivered every bad record
+    the source holds, with the time the pass started; returns how many were deleted.
     """
-    stmt = insert_for(conn, sync_leases).values(
-        connector=connector, owner=owner, expires_at=now + ttl
-    )
-    free = [sync_leases.c.owner == owner, sync_leases.c.expires_at < now]
-    if take_from is not None:
-        free.append(sync_leases.c.owner == take_from)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[sync_leases.c.connector],
-        set_={"owner": stmt.excluded.owner, "expires_at": stmt.excluded.expires_at},
-        where=sa.or_(*free),
-    )
-    if conn.execute(stmt.returning(sync_leases.c.owner)).first() is not None:
-        return None  # taken or renewed (one statement: this runs with every page)
-    holder: Any = conn.execute(
-        sa.select(sync_leases.c.owner).where(sync_leases.c.connector == connector)
-    ).scalar_one()
-    return None if holder == owner else str(holder)
-
-
-def release_lease(conn: Connection, connector: str, owner: str) -> None:
-    conn.execute(
-        sa.delete(sync_leases).where(
-            sync_leases.c.connector == connector, sync_leases.c.owner == owner
+    result = conn.execute(
+        sa.delete(quarantine).where(
+            quarantine.c.connector == connector,
+            quarantine.c.object_type == object_type.value,
+            quarantine.c.external_id.is_(None),
+            quarantine.c.last_seen_at < seen_before,
         )
     )
+    return int(result.rowcount)
+
+
+def clear_quarantine(
+    conn: Connection, *, connector: str | None, external_ids: Sequence[str]
+) -> int:
+    """Delete quarantine entries by hand; returns how many were deleted.
+
+    With ``external_ids``: the entries of those external ids (of ``connector``, or of
+    every connector when it is None). Without: every entry of ``connector``, or every
+    entry at all when it is None as well.
+    """
+    conditions = []
+    if connector is not None:
+        conditions.append(quarantine.c.connector == connector)
+    if external_ids:
+        storable = [i for i in external_ids if _storable_id(i) is not None]
+        if not storable:
+            return 0  # no entry can hold such an id
+        conditions.append(is_in(conn, quarantine.c.external_id, storable))
+    result = conn.execute(sa.delete(quarantine).where(sa.true(), *conditions))
+    return int(result.rowcount)

@@ -238,6 +238,10 @@ sync_leases = sa.Table(
     sa.Column("connector", NAME, primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("token", sa.String(32)),  # the run holding it (see adapters/leases.py)
+    sa.Column("machine", sa.String(300)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("process_started", sa.Float),
 )
 
 quarantine = sa.Table(

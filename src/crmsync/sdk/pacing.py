@@ -70,6 +70,7 @@ class Pacer:
         *,
         headroom: int = 0,
         ceiling: int | None = None,
+        adopt_stated: bool = True,
         until_answered: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -84,6 +85,7 @@ class Pacer:
             raise ValueError("ceiling must be at least 1 (or None for none)")
         self._limit = limit if limit is None or ceiling is None else min(limit, ceiling)
         self._ceiling = ceiling
+        self._adopt_stated = adopt_stated
         self._window = window_seconds
         self._headroom = headroom
         self._clock = clock
@@ -139,9 +141,12 @@ class Pacer:
         """Take the budget the server states (``limit`` requests per ``window_seconds``).
 
         The configured ``limit`` is only the fallback for servers that state nothing;
-        a stated budget replaces it, capped at ``ceiling`` when one was configured.
+        a stated budget replaces it, capped at ``ceiling`` when one was configured. A
+        pacer built with ``adopt_stated=False`` keeps its own budget: one that paces a
+        stricter, separate limit (a search endpoint's) behind a client whose answers
+        state the account's general budget.
         """
-        if limit < 1:
+        if limit < 1 or not self._adopt_stated:
             return
         with self._lock:
             self._limit = limit if self._ceiling is None else min(limit, self._ceiling)

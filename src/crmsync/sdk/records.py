@@ -184,7 +184,7 @@ class Page:
     cursor: Cursor
     records: Sequence[Record] = ()
     bad: Sequence[BadRecord] = ()
-    read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    read_at: datetime = field(default_factory=lambda: datetime.now(UTC), compare=False)
     """When the CRM's answer arrived (the page is made then): of two reads of a record
     that the CRM's modification time does not tell apart, the later read wins."""
     total: int | None = None

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from crmsync.adapters import runs, snapshot
+from crmsync.adapters import leases, runs, snapshot
 from crmsync.adapters.batch import take_rows_written
 from crmsync.adapters.readiness import OrderFor
 from crmsync.adapters.store import Store
@@ -77,9 +77,13 @@ class DeletionsStopped(CrmSyncError):
 
 
 class ConnectorBusy(CrmSyncError):
-    """Another worker holds the connector's lease."""
+    """Another run holds the connector's lease."""
 
     exit_code = 7
+
+
+class LeaseLost(CrmSyncError):
+    """The run's lease expired and another run took it: the run stops writing."""
 
 
 @dataclass(slots=True)
@@ -115,20 +119,6 @@ def _is_conflict(exc: BaseException) -> bool:
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _died_here(worker: str) -> bool:
-    """Whether ``worker`` (``host:pid``) was a process on this machine that no longer runs."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by someone else
-        return False
-    return False
 
 
 class SyncEngine:
@@ -206,20 +196,19 @@ class SyncEngine:
 
     # -- runs ----------------------------------------------------------------------
 
-    def _start(self, name: str, mode: str, *, lease: bool) -> int:
+    def _start(self, name: str, mode: str, *, lease: leases.Holder | None) -> int:
         def begin(conn: Connection) -> int:
             now = self.clock()
-            if lease:
-                runs.mark_abandoned(conn, name, now - self.lease_ttl, now)
-                holder = runs.acquire_lease(conn, name, self.worker_id, now, self.lease_ttl)
-                if holder is not None and _died_here(holder):
-                    # its process died on this machine: no need to wait for the lease to expire
-                    runs.abandon_worker(conn, name, holder, now)
-                    holder = runs.acquire_lease(
-                        conn, name, self.worker_id, now, self.lease_ttl, take_from=holder
-                    )
+            if lease is not None:
+                holder = leases.acquire(conn, name, lease, self.lease_ttl)
                 if holder is not None:
-                    raise ConnectorBusy(f"connector {name!r} is being synced by {holder}")
+                    raise ConnectorBusy(
+                        f"connector {name!r} is being synced by {holder.label}"
+                        " (crm-sync waits for it, or takes its lease over if it dies)"
+                    )
+                # Holding the lease, no other sync of this connector can be running: a
+                # run row that says so belongs to a process that died.
+                leases.close_orphaned_runs(conn, name, now)
             return runs.start_run(conn, name, mode, self.worker_id, now)
 
         run_id: int = self._transaction(begin)
@@ -233,12 +222,12 @@ class SyncEngine:
         counts: runs.RunCounts,
         error: str | None,
         *,
-        lease: bool = True,
+        lease: leases.Holder | None = None,
     ) -> None:
         def end(conn: Connection) -> None:
             runs.finish_run(conn, run_id, status, counts, self.clock(), error)
-            if lease:
-                runs.release_lease(conn, name, self.worker_id)
+            if lease is not None:
+                leases.release(conn, name, lease.token)
 
         self._transaction(end)
 
@@ -263,7 +252,8 @@ class SyncEngine:
         plan = reading or ReadPlan(read_ahead=self.prefetch_pages)
         mode = "full" if full else "incremental"
         started = time.monotonic()
-        run_id = self._start(name, mode, lease=True)
+        lease = leases.this_process()
+        run_id = self._start(name, mode, lease=lease)
         run_started_at = self.clock()
         counts = runs.RunCounts()
         per_stream: dict[str, runs.RunCounts] = {}
@@ -288,7 +278,14 @@ class SyncEngine:
             streams = list(connector.streams())
             for stream in streams:
                 per_stream[stream.value] = runs.RunCounts()
-            with closing(self._pages(connector, streams, request, plan)) as pages:
+            keeper = leases.LeaseKeeper(
+                lambda: bool(
+                    self._transaction(partial(leases.holds, connector=name, token=lease.token,
+                                              ttl=self.lease_ttl))
+                ),
+                self.lease_ttl,
+            )  # fmt: skip
+            with keeper, closing(self._pages(connector, streams, request, plan)) as pages:
                 for page in pages:
                     self._commit_page(
                         name,
@@ -297,23 +294,29 @@ class SyncEngine:
                         counts,
                         per_stream[page.stream.value],
                         snapshots.get(page.stream),
+                        lease.token,
                     )
                     if self.progress is not None:
                         self.progress(name, page.stream, counts, page.total)
         except RateLimitExhausted as exc:
             status, error = "rate_limited", str(exc)
             log.warning("sync %s stopped: %s; it resumes from its cursor next run", name, exc)
+        except LeaseLost as exc:
+            status, error = "lost_lease", str(exc)
+            log.error("sync %s stopped: %s", name, exc)
         except (ConnectorError, CrmSyncError) as exc:
             status, error = "failed", str(exc)
             log.error("sync %s failed: %s", name, exc)
         except KeyboardInterrupt:
-            self._finish(name, run_id, "interrupted", counts, "interrupted by the user")
+            self._finish(
+                name, run_id, "interrupted", counts, "interrupted by the user", lease=lease
+            )
             raise
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("sync %s failed unexpectedly", name)
         error = None if error is None else self.redact(error)
-        self._finish(name, run_id, status, counts, error)
+        self._finish(name, run_id, status, counts, error, lease=lease)
         self._beats.pop(run_id, None)
         duration = time.monotonic() - started
         log.info("sync %s %s in %.1fs: %s", name, status, duration, counts.as_dict())
@@ -342,16 +345,19 @@ class SyncEngine:
         page: Page,
         counts: runs.RunCounts,
         stream_counts: runs.RunCounts,
-        snapshot_pass: SnapshotPass | None = None,
+        snapshot_pass: SnapshotPass | None,
+        token: str,
     ) -> None:
         def work(
             conn: Connection,
         ) -> tuple[runs.RunCounts, runs.RunCounts, Counter[str], datetime | None]:
             take_rows_written(conn)  # what an attempt that rolled back counted
             now = self.clock()
-            holder = runs.acquire_lease(conn, name, self.worker_id, now, self.lease_ttl)
-            if holder is not None:
-                raise ConnectorBusy(f"lost the lease on {name!r} to {holder}")
+            if not leases.holds(conn, name, token, self.lease_ttl):
+                raise LeaseLost(
+                    f"this run lost its lease on {name!r} (another worker took it over after"
+                    " it expired); it stopped writing, and the next run resumes from its cursor"
+                )
             page_counts = runs.RunCounts()
             self.apply_page(conn, name, page, run_id, page_counts)
             runs.save_cursor(conn, name, page.stream, page.cursor, now)
@@ -402,9 +408,7 @@ class SyncEngine:
             )
         for batch in snapshot.unseen(conn, name, page.stream, snap.began):
             self._apply_tombstones(conn, name, page.stream, batch, counts)
-        forget = getattr(runs, "forget_unseen_without_id", None)
-        if forget is not None:
-            forget(conn, name, page.stream, snap.began)
+        runs.forget_unseen_without_id(conn, name, page.stream, snap.began)
         snapshot.start_pass(conn, name, page.stream, None)
         if missing:
             log.warning("sync %s: %d %s records left the export", name, missing, page.stream)
@@ -450,7 +454,7 @@ class SyncEngine:
         way (webhook imports do), which the writer's concurrency rules make safe.
         """
         started = time.monotonic()
-        run_id = self._start(name, mode, lease=False)
+        run_id = self._start(name, mode, lease=None)
         counts = runs.RunCounts()
         status, error = "succeeded", None
         missing: tuple[str, ...] = ()
@@ -466,7 +470,7 @@ class SyncEngine:
         except (ConnectorError, CrmSyncError) as exc:
             status, error = "failed", str(exc)
         error = None if error is None else self.redact(error)
-        self._finish(name, run_id, status, counts, error, lease=False)
+        self._finish(name, run_id, status, counts, error)
         duration = time.monotonic() - started
         return RunResult(run_id, name, mode, status, counts, duration, error, missing=missing)
 

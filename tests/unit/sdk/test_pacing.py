@@ -220,3 +220,20 @@ def test_a_pacer_counting_until_answered_lets_no_more_than_the_limit_fly_at_once
     timer.join()
 
     assert let_through_after_an_answer
+
+
+def test_a_stated_budget_replaces_the_configured_fallback_under_the_ceiling() -> None:
+    pacer = Pacer(100, 10.0, ceiling=150)
+
+    pacer.adopt(190, 10.0)
+    assert pacer.limit == 150
+    pacer.adopt(60, 10.0)
+    assert pacer.limit == 60
+
+
+def test_a_pacer_that_keeps_its_own_budget_ignores_stated_ones() -> None:
+    pacer = Pacer(5, 1.05, adopt_stated=False)
+
+    pacer.adopt(190, 10.0)
+
+    assert pacer.limit == 5
