@@ -77,6 +77,7 @@ __all__ = [
     "InMemoryHarness",
     "assert_well_formed_pass",
     "bad_dataset",
+    "check_a_deletion_carrying_only_its_id_is_delivered_as_one",
     "check_bad_records_are_reported_and_good_ones_still_arrive",
     "check_cursor_never_moves_back_and_the_last_page_ends_the_pass",
     "check_delivered_records_carry_the_dataset_fields",
@@ -91,6 +92,7 @@ __all__ = [
     "check_since_never_passes_the_run_start",
     "read_pass",
     "standard_dataset",
+    "tombstone_dataset",
 ]
 
 DEFAULT_PAGE_SIZE = 4
@@ -451,6 +453,42 @@ def check_full_read_delivers_every_record_exactly_once(
             assert filled >= 2, f"{stream}: {len(expected)} records came in {filled} page(s)"
 
 
+def tombstone_dataset(page_size: int = DEFAULT_PAGE_SIZE) -> Dataset:
+    """The standard dataset plus a company and a contact deleted in the CRM that carry only
+    their id, modification time and deletion mark (as Salesforce and Pipedrive report
+    deletions): no name, no address, no aliases, no links."""
+    base = standard_dataset(page_size)
+    gone_at = SHARED_AT + timedelta(hours=1)
+    return Dataset(
+        companies=(*base.companies, CompanyRecord(external_id="co-gone", modified_at=gone_at,
+                                                  deleted=True)),
+        contacts=(*base.contacts, ContactRecord(external_id="pe-gone", modified_at=gone_at,
+                                                deleted=True)),
+    )  # fmt: skip
+
+
+def check_a_deletion_carrying_only_its_id_is_delivered_as_one(
+    harness: ConnectorHarness, *, page_size: int = DEFAULT_PAGE_SIZE
+) -> None:
+    """A record deleted in the CRM reaches the engine as a deletion of that id, and the
+    connector invents nothing for the fields the CRM did not send (the store keeps the
+    customer's data: a deletion changes only its deletion mark)."""
+    dataset = tombstone_dataset(page_size)
+    with _connector(harness, dataset, page_size) as connector:
+        for stream in _streams(connector):
+            gone = next(r for r in dataset.records(stream) if r.external_id.endswith("-gone"))
+            delivered = [
+                r
+                for r in _records(read_pass(connector, stream))
+                if r.external_id == gone.external_id
+            ]
+            assert len(delivered) == 1, f"{stream}: the deletion of {gone.external_id} was lost"
+            assert delivered[0].deleted, f"{stream}: {gone.external_id} arrived as not deleted"
+            assert _comparable(delivered[0], harness) == _comparable(gone, harness), (
+                f"{stream}: the deletion of {gone.external_id} carries data the CRM did not send"
+            )
+
+
 def check_full_pass_over_a_since_cursor_delivers_every_record(
     harness: ConnectorHarness, *, page_size: int = DEFAULT_PAGE_SIZE
 ) -> None:
@@ -741,6 +779,11 @@ class ConnectorContract:
 
     def test_fetch_returns_exactly_the_named_records(self, harness: ConnectorHarness) -> None:
         check_fetch_returns_exactly_the_named_records(harness, page_size=self.page_size)
+
+    def test_a_deletion_carrying_only_its_id_is_delivered_as_one(
+        self, harness: ConnectorHarness
+    ) -> None:
+        check_a_deletion_carrying_only_its_id_is_delivered_as_one(harness, page_size=self.page_size)
 
     def test_delivered_records_carry_the_dataset_fields(self, harness: ConnectorHarness) -> None:
         check_delivered_records_carry_the_dataset_fields(harness, page_size=self.page_size)
