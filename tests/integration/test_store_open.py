@@ -113,3 +113,41 @@ def test_an_app_without_a_config_file_opens_no_store(
     assert "no config file" in str(caught.value)
     assert caught.value.exit_code == 3
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_does_not_wait_for_a_writer_and_sees_only_committed_state(
+    store_url: str,
+) -> None:
+    import threading
+
+    import sqlalchemy as sa
+
+    from crmsync.adapters.store import create_store
+    from crmsync.adapters.tables import sync_state
+
+    store = create_store(store_url)
+    seen: list[int] = []
+    try:
+        with store.begin() as writer:  # a sync page, still open
+            writer.execute(
+                sa.insert(sync_state).values(
+                    connector="crm", stream="company", cursor={}, updated_at=sa.func.now()
+                )
+            )
+
+            def read() -> None:
+                with store.read() as conn:
+                    seen.append(
+                        int(conn.execute(sa.select(sa.func.count()).select_from(sync_state))
+                            .scalar_one())
+                    )  # fmt: skip
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            reader.join(10)
+            assert not reader.is_alive(), "the reader waited for the writer"
+        assert seen == [0]
+    finally:
+        with store.begin() as conn:
+            conn.execute(sa.delete(sync_state))
+        store.dispose()

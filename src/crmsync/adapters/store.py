@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_UPGRADE_LOCK = 7_311_042_001  # advisory lock id: one migrator at a time
 
+READ_ONLY = "crmsync_read_only"
+"""The execution option that makes a SQLite transaction begin deferred (``Store.read``)."""
+
 #: The tables a sync grows, whose statistics PostgreSQL plans its key lookups with.
 _SYNC_TABLES = ("customers", "contacts", "external_refs", "aliases", "pending_links")
 #: Rows written to a table before its first statistics refresh; after that, a
@@ -68,7 +71,11 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front (no deadlock upgrading a read lock);
+        # readers begin a deferred transaction: in WAL mode it neither waits for a
+        # writer nor holds one up, and sees one consistent snapshot.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 #: The drivers crm-sync is built and tested with, as a URL's scheme may name them;
@@ -119,6 +126,17 @@ class Store:
         """A transaction: committed when the block ends normally, rolled back otherwise."""
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads: on SQLite it takes no write lock, so a reader
+        never waits for a sync's page (nor holds one up); on PostgreSQL it is read-only."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield conn
 
     def note_written(self, rows: Mapping[str, int]) -> None:
         """Count the rows a sync wrote, per table; on PostgreSQL, keep planner statistics
