@@ -12,43 +12,65 @@ Exit codes (stable, documented in the README):
 6     the store cannot be used (schema behind, database unreachable)
 7     another worker is syncing the connector right now
 75    the CRM's daily rate limit stopped the run; it resumes next run
+130   interrupted (Ctrl-C); the run is recorded as interrupted
+143   stopped by SIGTERM; the run is recorded as interrupted
 ====  ==========================================================
+
+Everything printed for people goes through :mod:`crmsync.entrypoints.present` (data
+shown literally) and :mod:`crmsync.entrypoints.views` (what each listing looks like).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib.metadata import PackageNotFoundError, version
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import Progress
 from sqlalchemy.engine import Connection
 
 from crmsync.adapters import runs as run_store
 from crmsync.adapters.tables import quarantine, sync_runs
 from crmsync.bootstrap import App, bootstrap
-from crmsync.domain import TaxStatus
-from crmsync.entrypoints.runtime import settle_heap
-from crmsync.errors import CrmSyncError, StoreError
+from crmsync.domain.values import TaxStatus, parse_tax_status
+from crmsync.entrypoints import helptext, views
+from crmsync.entrypoints.present import (
+    LiteralLogHandler,
+    line,
+    make_console,
+    plural,
+    to_json,
+)
+from crmsync.entrypoints.progress import StreamProgress, columns
+from crmsync.entrypoints.runtime import Terminated, settle_heap, terminate_as_interrupt
+from crmsync.errors import CrmSyncError, NotFoundError, StoreError
+from crmsync.sdk.capabilities import capabilities_of
 from crmsync.sdk.records import ObjectType
+from crmsync.sdk.registry import load_plugins
+from crmsync.service import quarantine as quarantine_service
 from crmsync.service.sync import RunResult
 
-__all__ = ["EXIT_FAILED_RUN", "EXIT_RATE_LIMITED", "app", "main"]
+__all__ = ["EXIT_FAILED_RUN", "EXIT_RATE_LIMITED", "app", "main", "run"]
 
 EXIT_FAILED_RUN = 1
 EXIT_USAGE = 2
 EXIT_RATE_LIMITED = 75
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+HELD_SHOWN = 10
+"""How many held customers ``sync`` lists after its summary."""
 
 app = typer.Typer(
     name="crm-sync",
@@ -64,28 +86,73 @@ contacts_app = typer.Typer(
 aliases_app = typer.Typer(
     help="Manage the aliases usage events are attributed by.", no_args_is_help=True
 )
+connectors_app = typer.Typer(help="The connector types installed.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    help="Records that could not be imported, with the reason; clear entries by hand.",
+    invoke_without_command=True,
+)
 db_app = typer.Typer(help="Manage the store's schema.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(aliases_app, name="aliases")
+app.add_typer(connectors_app, name="connectors")
+app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 
-out = Console()
-if not out.is_terminal:  # piped or captured: never truncate ids people copy
-    out.width = max(out.width, 200)
-err = Console(stderr=True, soft_wrap=True)
+out = make_console()
+err = make_console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+CustomerArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="CUSTOMER", help="Customer id, alias or CRM record id (C-1031, sample:C-1031)."
+    ),
+]
+
+
+class LogLevel(StrEnum):
+    """The levels ``--log-level`` accepts (any case); anything else is a usage error."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+@dataclass
+class _Root:
+    """What the top-level options asked for; the :class:`App` is built on first use, so
+    commands that need no config (``connectors list``) work without one."""
+
+    config: Path | None = None
+    log_level: LogLevel | None = None
+    app: App | None = None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, handlers=[LiteralLogHandler(err)], force=True)
+    # httpx logs whole URLs (query strings included) at INFO: keep them out of our logs.
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _app(ctx: typer.Context) -> App:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, App)
-    return obj
+    root_ctx = ctx.find_root()
+    root = root_ctx.obj
+    assert isinstance(root, _Root)
+    if root.app is None:
+        application = bootstrap(root.config, environ=os.environ)
+        if root.log_level is None:
+            _configure_logging(application.settings.app.log_level)
+        application.install_log_redaction()
+        root_ctx.call_on_close(application.close)
+        root.app = application
+    return root.app
 
 
 def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(to_json(data) + "\n")
 
 
 @contextmanager
@@ -93,6 +160,28 @@ def _transaction(ctx: typer.Context) -> Iterator[tuple[App, Connection]]:
     application = _app(ctx)
     with application.open_store().begin() as conn:
         yield application, conn
+
+
+@contextmanager
+def _reading(ctx: typer.Context) -> Iterator[tuple[App, Connection]]:
+    """A read-only transaction: on SQLite it neither waits for a running sync's page nor
+    holds one up."""
+    application = _app(ctx)
+    with application.open_store().read() as conn:
+        yield application, conn
+
+
+def _installed_version() -> str:
+    try:
+        return version("crm-sync")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(line("crm-sync ", _installed_version()))
+        raise typer.Exit()
 
 
 @app.callback()
@@ -104,29 +193,35 @@ def _root(
             "--config",
             "-c",
             envvar="CRMSYNC_CONFIG",
+            metavar="FILE",
             help="Config file (default: ./crm-sync.yaml if present).",
         ),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+        LogLevel | None,
+        typer.Option(
+            "--log-level",
+            case_sensitive=False,
+            metavar="LEVEL",
+            help="DEBUG, INFO, WARNING or ERROR (logs go to stderr).",
+        ),
     ] = None,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
 ) -> None:
     if config is None and Path("crm-sync.yaml").is_file():
         config = Path("crm-sync.yaml")
-    application = bootstrap(config, environ=os.environ)
-    level = (log_level or application.settings.app.log_level).upper()
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
-    # httpx logs whole URLs (query strings included) at INFO: keep them out of our logs.
-    for noisy in ("httpx", "httpcore", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    ctx.obj = application
-    ctx.call_on_close(application.close)
+    _configure_logging(log_level.value if log_level is not None else LogLevel.WARNING.value)
+    root = ctx.obj if isinstance(ctx.obj, _Root) else _Root()
+    root.config, root.log_level = config, log_level
+    ctx.obj = root
 
 
 # -- sync ------------------------------------------------------------------------------
@@ -141,43 +236,76 @@ def _run_json(result: RunResult) -> dict[str, Any]:
         "error": result.error,
         "counts": result.counts.as_dict(),
         "duration_seconds": round(result.duration_seconds, 3),
+        "missing": list(result.missing),
     }
 
 
+def _print_run(result: RunResult) -> None:
+    c = result.counts
+    out.print(
+        line(
+            (f"{result.connector}: {result.status}", "green" if result.ok else "red"),
+            f" ({result.mode}, run {result.run_id}) - {c.seen} records seen: {c.created} "
+            f"created, {c.updated} updated, {c.unchanged} unchanged, "
+            f"{c.quarantined} quarantined",
+        )
+    )
+    if result.error:
+        out.print(line(("  error: ", "red"), result.error))
+    if result.missing:
+        out.print(line(("  not in the CRM: ", "yellow"), ", ".join(result.missing)))
+
+
+def _print_held(conn: Connection, application: App, summary: dict[str, Any]) -> None:
+    """The per-reason counts, then the first held customers with the reason for each."""
+    for code, count in summary["blocked_by_reason"].items():
+        out.print(line(f"  {count:>6}  ", views.reason_title(code), (f" ({code})", "dim")))
+    held = summary["blocked"] - summary["archived"]  # archived customers are held by choice
+    if held <= 0:
+        return
+    shown = list(
+        islice(
+            application.customers.iter_customers(conn, blocked_only=True, include_archived=False),
+            HELD_SHOWN,
+        )
+    )
+    out.print()
+    out.print(line(f"Held customers ({held}):"))
+    out.print(views.held_table(shown))
+    if held > len(shown):
+        out.print(line(f"... and {held - len(shown)} more: crm-sync customers list --blocked"))
+
+
 def _report(ctx: typer.Context, results: list[RunResult], started: float, as_json: bool) -> None:
-    with _transaction(ctx) as (application, conn):
+    with _reading(ctx) as (application, conn):
         summary = application.customers.summary(conn)
         quarantined = conn.execute(sa.select(sa.func.count()).select_from(quarantine)).scalar()
-    duration = time.monotonic() - started
-    if as_json:
-        _emit_json(
-            {
-                "runs": [_run_json(r) for r in results],
-                "customers": summary,
-                "quarantined": quarantined,
-                "duration_seconds": round(duration, 3),
-            }
-        )
-        return
-    for r in results:
-        c = r.counts
-        style = "green" if r.ok else "red"
+        duration = time.monotonic() - started
+        if as_json:
+            _emit_json(
+                {
+                    "runs": [_run_json(r) for r in results],
+                    "customers": summary,
+                    "quarantined": quarantined,
+                    "duration_seconds": round(duration, 3),
+                }
+            )
+            return
+        for result in results:
+            _print_run(result)
+        out.print()
         out.print(
-            f"[{style}]{r.connector}: {r.status}[/] ({r.mode}, run {r.run_id}) - "
-            f"{c.seen} records seen: {c.created} created, {c.updated} updated, "
-            f"{c.unchanged} unchanged, {c.quarantined} quarantined"
+            line(
+                f"Customers: {summary['customers']} - ",
+                (f"{summary['ready']} ready to bill", "green"),
+                ", ",
+                (f"{summary['blocked']} held", "yellow"),
+            )
         )
-        if r.error:
-            out.print(f"  [red]error:[/] {r.error}")
-    out.print(
-        f"\nCustomers: {summary['customers']} - [green]{summary['ready']} ready to bill[/], "
-        f"[yellow]{summary['blocked']} held[/]"
-    )
-    for code, count in summary["blocked_by_reason"].items():
-        out.print(f"  {count:>6}  {code}")
+        _print_held(conn, application, summary)
     if quarantined:
-        out.print(f"Quarantined records: {quarantined} (see `crm-sync quarantine`)")
-    out.print(f"Done in {duration:.1f}s.")
+        out.print(line(f"Quarantined records: {quarantined} (see `crm-sync quarantine`)"))
+    out.print(line(f"Done in {duration:.1f}s."))
 
 
 def _exit_for(results: list[RunResult]) -> None:
@@ -187,14 +315,71 @@ def _exit_for(results: list[RunResult]) -> None:
         raise typer.Exit(EXIT_RATE_LIMITED)
 
 
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during a run: the engine records the run as interrupted (and
+    releases its lease); say so and exit 130 or 143."""
+    try:
+        with terminate_as_interrupt():
+            yield
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        err.print(
+            line(
+                ("stopped" if terminated else "interrupted", "yellow"),
+                ": the run is recorded as interrupted; the next sync resumes from its cursor",
+            )
+        )
+        raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+
+
+def _sync_all(
+    application: App,
+    names: Sequence[str],
+    *,
+    full: bool,
+    show_bar: bool,
+    force_deletions: bool = False,
+) -> list[RunResult]:
+    results: list[RunResult] = []
+    with Progress(*columns(), console=err, transient=True, disable=not show_bar) as display:
+        engine = application.engine(progress=StreamProgress(display))
+        settle_heap()
+        for name in names:
+            connector = application.build_connector(name)
+            try:
+                results.append(
+                    engine.run(
+                        name,
+                        connector,
+                        full=full,
+                        reading=application.reading(name),
+                        max_deletion_share=application.settings.connectors[name].max_deletion_share,
+                        force_deletions=force_deletions,
+                    )
+                )
+            finally:
+                connector.close()
+    return results
+
+
 @app.command()
 def sync(
     ctx: typer.Context,
     connectors: Annotated[
-        list[str] | None, typer.Argument(help="Connectors to sync (default: all configured).")
+        list[str] | None,
+        typer.Argument(metavar="CONNECTOR", help="Connectors to sync (default: all configured)."),
     ] = None,
     full: Annotated[
         bool, typer.Option("--full", help="Read everything, not only changes.")
+    ] = False,
+    force_deletions: Annotated[
+        bool,
+        typer.Option(
+            "--force-deletions",
+            help="Mark the records an export no longer holds deleted even when they are"
+            " more than the connector's max_deletion_share (or the export is empty).",
+        ),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -206,31 +391,14 @@ def sync(
     for name in names:  # fail on a typo before syncing anything
         application.settings.connectors.get(name) or application.build_connector(name)
     started = time.monotonic()
-    results: list[RunResult] = []
-    show_bar = not as_json and err.is_terminal
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not show_bar,
-    ) as bar:
-        task = bar.add_task("starting", total=None)
-
-        def progress(name: str, stream: ObjectType, counts: run_store.RunCounts) -> None:
-            bar.update(task, description=f"{name} {stream.value}s: {counts.seen:,} records")
-
-        engine = application.engine(progress=progress)
-        settle_heap()
-        for name in names:
-            connector = application.build_connector(name)
-            try:
-                results.append(
-                    engine.run(name, connector, full=full, reading=application.reading(name))
-                )
-            finally:
-                connector.close()
+    with _interruptible():
+        results = _sync_all(
+            application,
+            names,
+            full=full,
+            show_bar=not as_json and err.is_terminal,
+            force_deletions=force_deletions,
+        )
     _report(ctx, results, started, as_json)
     _exit_for(results)
 
@@ -238,109 +406,89 @@ def sync(
 @app.command()
 def resync(
     ctx: typer.Context,
-    connector: Annotated[str, typer.Argument(help="The connector to read from.")],
+    connector: Annotated[
+        str, typer.Argument(metavar="CONNECTOR", help="The connector to read from.")
+    ],
     external_ids: Annotated[
         list[str],
-        typer.Option("--external-id", help="A CRM record id to re-import (repeat for several)."),
+        typer.Option(
+            "--external-id",
+            metavar="ID",
+            help="A CRM record id to re-import (repeat for several).",
+        ),
     ],
     object_type: Annotated[
         ObjectType, typer.Option("--type", help="What the ids are.")
     ] = ObjectType.COMPANY,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-import named CRM records now."""
+    """Re-import named CRM records now (exit 4 when the CRM has none of them)."""
     application = _app(ctx)
     source = application.build_connector(connector)
     started = time.monotonic()
     try:
-        result = application.engine().resync(connector, source, object_type, external_ids)
+        with _interruptible():
+            result = application.engine().resync(connector, source, object_type, external_ids)
     finally:
         source.close()
     _report(ctx, [result], started, as_json)
     _exit_for([result])
+    if result.missing and set(result.missing) >= set(external_ids):
+        raise typer.Exit(NotFoundError.exit_code)
 
 
 # -- customers -------------------------------------------------------------------------
-
-
-def _print_customer(data: dict[str, Any]) -> None:
-    state = "[green]ready[/]" if data["ready"] else "[yellow]held[/]"
-    out.print(f"[bold]{data['company_name'] or '(no name)'}[/]  {data['id']}  {state}")
-    addr = data["billing_address"]
-    parts = [addr[k] for k in ("line1", "line2", "city", "state", "postal_code", "country")]
-    out.print(f"  address:     {', '.join(p for p in parts if p) or '-'}")
-    out.print(f"  tax status:  {data['tax_status']} ({data['tax_status_source']})")
-    for contact in data["contacts"]:
-        mark = "*" if contact["billing_preference"] == "PRIMARY" else " "
-        valid = "" if contact["email_valid"] else " [red](invalid email)[/]"
-        out.print(
-            f"  {mark} contact:   {contact['name'] or '-'} <{contact['email'] or '-'}>"
-            f"{valid}  {contact['id']} ({contact['origin']})"
-        )
-    out.print(f"  aliases:     {', '.join(a['value'] for a in data['aliases'])}")
-    for ref in data["external_refs"]:
-        deleted = " [red](deleted in CRM)[/]" if ref["deleted_in_source"] else ""
-        out.print(
-            f"  from:        {ref['connector']} {ref['object_type']} {ref['external_id']}{deleted}"
-        )
-    if data["archived_at"]:
-        out.print(f"  archived at: {data['archived_at']}")
-    for reason in data["blocked_reasons"]:
-        out.print(f"  [yellow]{reason['code']}[/]: {reason['message']}")
 
 
 def _show_customer(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _emit_json(data)
     else:
-        _print_customer(data)
+        out.print(views.customer_details(data))
 
 
 @customers_app.command("list")
 def customers_list(
     ctx: typer.Context,
-    blocked: Annotated[bool, typer.Option("--blocked", help="Only customers held back.")] = False,
+    blocked: Annotated[
+        bool, typer.Option("--blocked", help="Only customers held back, grouped by reason.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List customers, with why each held one is held."""
-    with _transaction(ctx) as (application, conn):
+    """List customers, with why each held one is held and the CRM record it comes from."""
+    with _reading(ctx) as (application, conn):
         rows = application.customers.iter_customers(conn, blocked_only=blocked)
         if as_json:
             _emit_json(list(rows))
             return
-        table = Table("company", "ready", "primary billing contact", "held because")
-        table.add_column("id", no_wrap=True)
-        count = 0
-        for c in rows:
-            count += 1
-            primary = c["primary_billing_contact"]
-            table.add_row(
-                c["company_name"] or "-",
-                "yes" if c["ready"] else "no",
-                (primary["email"] or "-") if primary else "-",
-                ", ".join(r["code"] for r in c["blocked_reasons"]),
-                c["id"],
-            )
-        out.print(table)
-        out.print(f"{count} customer{'s' if count != 1 else ''}")
+        if blocked:
+            groups = views.blocked_groups(rows)
+            for renderable in groups:
+                out.print(renderable)
+            if not groups:
+                out.print(line("No customer is held."))
+            return
+        listed = list(rows)
+    out.print(views.customers_table(listed, width=out.width))
+    out.print(line(f"{len(listed)} {plural('customer', len(listed))}"))
 
 
 @customers_app.command("show")
 def customers_show(
     ctx: typer.Context,
-    id_or_alias: Annotated[str, typer.Argument(help="Customer id or any of its aliases.")],
+    customer: CustomerArg,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one customer: billing details, contacts, aliases, and why it is held."""
-    with _transaction(ctx) as (application, conn):
-        data = application.customers.show(conn, id_or_alias)
+    with _reading(ctx) as (application, conn):
+        data = application.customers.show(conn, customer)
     _show_customer(data, as_json)
 
 
 @customers_app.command("archive")
 def customers_archive(
     ctx: typer.Context,
-    customer: Annotated[str, typer.Argument(help="Customer id or alias.")],
+    customer: CustomerArg,
     as_json: JsonOpt = False,
 ) -> None:
     """Archive a customer: its billing schedules are archived and draft invoices voided."""
@@ -359,22 +507,40 @@ def customers_archive(
         return
     verb = "was already archived" if result.already_archived else "archived"
     out.print(
-        f"{result.customer_id} {verb}: {result.schedules_archived} billing schedules "
-        f"archived, {result.invoices_voided} draft invoices voided, "
-        f"{result.invoices_kept} finalized or sent invoices kept."
+        line(
+            result.customer_id,
+            f" {verb}: {result.schedules_archived} billing schedules archived, "
+            f"{result.invoices_voided} draft invoices voided, "
+            f"{result.invoices_kept} finalized or sent invoices kept.",
+        )
     )
+
+
+def _tax_status(text: str) -> TaxStatus:
+    status = parse_tax_status(text)
+    if status is None:
+        known = ", ".join(s.value for s in TaxStatus)
+        raise typer.BadParameter(f"{text!r} is not a tax status; use one of {known}")
+    return status
 
 
 @customers_app.command("set-tax-status")
 def customers_set_tax_status(
     ctx: typer.Context,
-    customer: Annotated[str, typer.Argument(help="Customer id or alias.")],
-    status: Annotated[TaxStatus, typer.Argument(help="TAXED, TAX_EXEMPT or REVERSE_CHARGED.")],
+    customer: CustomerArg,
+    status: Annotated[
+        str,
+        typer.Argument(
+            metavar="STATUS",
+            help="TAXED, TAX_EXEMPT or REVERSE_CHARGED (any case; spaces or dashes work too).",
+        ),
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Override the tax status by hand (syncs no longer change it)."""
+    parsed = _tax_status(status)
     with _transaction(ctx) as (application, conn):
-        data = application.customers.set_tax_status(conn, customer, status, now=application.clock())
+        data = application.customers.set_tax_status(conn, customer, parsed, now=application.clock())
     _show_customer(data, as_json)
 
 
@@ -384,9 +550,11 @@ def customers_set_tax_status(
 @contacts_app.command("add")
 def contacts_add(
     ctx: typer.Context,
-    customer: Annotated[str, typer.Argument(help="Customer id or alias.")],
-    name: Annotated[str, typer.Option("--name", help="The contact's name.")],
-    email: Annotated[str, typer.Option("--email", help="The contact's email address.")],
+    customer: CustomerArg,
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="The contact's name.")],
+    email: Annotated[
+        str, typer.Option("--email", metavar="EMAIL", help="The contact's email address.")
+    ],
     primary: Annotated[
         bool, typer.Option("--primary", help="Make it the primary billing contact.")
     ] = False,
@@ -403,8 +571,11 @@ def contacts_add(
 @contacts_app.command("set-primary")
 def contacts_set_primary(
     ctx: typer.Context,
-    customer: Annotated[str, typer.Argument(help="Customer id or alias.")],
-    contact: Annotated[str, typer.Argument(help="Contact id or email.")],
+    customer: CustomerArg,
+    contact: Annotated[
+        str,
+        typer.Argument(metavar="CONTACT", help="Contact id, email or CRM record id (P-2061)."),
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Pick the primary billing contact by hand; the pick survives later syncs."""
@@ -419,8 +590,8 @@ def contacts_set_primary(
 @aliases_app.command("add")
 def aliases_add(
     ctx: typer.Context,
-    customer: Annotated[str, typer.Argument(help="Customer id or alias.")],
-    alias: Annotated[str, typer.Argument(help="The new alias (exact string).")],
+    customer: CustomerArg,
+    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="The new alias (exact string).")],
     as_json: JsonOpt = False,
 ) -> None:
     """Give a customer an alias; refused if any customer holds it or a case variant."""
@@ -431,37 +602,63 @@ def aliases_add(
     if as_json:
         _emit_json({"alias": alias, "customer_id": customer_id})
     else:
-        out.print(f"{alias!r} now resolves to {customer_id}")
+        out.print(line(repr(alias), " now resolves to ", customer_id))
 
 
 @aliases_app.command("remove")
 def aliases_remove(
     ctx: typer.Context,
-    alias: Annotated[str, typer.Argument(help="The alias to remove.")],
+    alias: Annotated[str, typer.Argument(metavar="ALIAS", help="The alias to remove.")],
     as_json: JsonOpt = False,
 ) -> None:
     """Remove an alias that was added by hand."""
     with _transaction(ctx) as (application, conn):
-        customer_id = application.customers.remove_alias(conn, alias)
+        customer_id = application.customers.remove_alias(conn, alias, now=application.clock())
     if as_json:
         _emit_json({"alias": alias, "customer_id": customer_id, "removed": True})
     else:
-        out.print(f"removed {alias!r} from {customer_id}")
+        out.print(line("removed ", repr(alias), " from ", customer_id))
 
 
 @aliases_app.command("resolve")
 def aliases_resolve(
     ctx: typer.Context,
-    alias: Annotated[str, typer.Argument(help="An alias or customer id.")],
+    alias: Annotated[
+        str, typer.Argument(metavar="ALIAS", help="An alias, customer id or CRM record id.")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Print the customer id an alias stands for."""
-    with _transaction(ctx) as (application, conn):
+    with _reading(ctx) as (application, conn):
         customer_id = application.customers.resolve(conn, alias)
     if as_json:
         _emit_json({"alias": alias, "customer_id": customer_id})
     else:
-        out.print(customer_id)
+        out.print(line(customer_id))
+
+
+# -- connectors ------------------------------------------------------------------------
+
+
+@connectors_app.command("list")
+def connectors_list(as_json: JsonOpt = False) -> None:
+    """The connector types installed, what each reads and what it can do (no config needed)."""
+    data = [
+        {
+            "type": kind,
+            "description": plugin.description,
+            "capabilities": list(
+                capabilities_of(plugin.connector_class)
+                if plugin.connector_class is not None
+                else ("sync", "fetch")
+            ),
+        }
+        for kind, plugin in sorted(load_plugins().items())
+    ]
+    if as_json:
+        _emit_json(data)
+        return
+    out.print(views.connectors_table(data))
 
 
 # -- runs, quarantine, db --------------------------------------------------------------
@@ -470,11 +667,11 @@ def aliases_resolve(
 @app.command("runs")
 def runs_command(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, metavar="N", help="How many runs.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
     """Recent sync runs, newest first."""
-    with _transaction(ctx) as (_, conn):
+    with _reading(ctx) as (_, conn):
         rows = conn.execute(sa.select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)).all()
     data = [
         {
@@ -493,41 +690,21 @@ def runs_command(
     if as_json:
         _emit_json(data)
         return
-    table = Table(
-        "id",
-        "connector",
-        "mode",
-        "status",
-        "started",
-        "seen",
-        "created",
-        "updated",
-        "unchanged",
-        "quarantined",
-        "error",
-    )
-    for d in data:
-        c = d["counts"]
-        table.add_row(
-            str(d["id"]),
-            d["connector"],
-            d["mode"],
-            d["status"],
-            d["started_at"][:19],
-            *(str(c[k]) for k in c),
-            d["error"] or "",
-        )
-    out.print(table)
+    out.print(views.runs_table(data, list(run_store.RunCounts().as_dict())))
 
 
-@app.command("quarantine")
+@quarantine_app.callback()
 def quarantine_command(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many records.")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, metavar="N", help="How many records.")
+    ] = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Records that could not be imported, with the reason."""
-    with _transaction(ctx) as (_, conn):
+    if ctx.invoked_subcommand is not None:
+        return
+    with _reading(ctx) as (_, conn):
         rows = conn.execute(
             sa.select(quarantine)
             .order_by(quarantine.c.last_seen_at.desc(), quarantine.c.id)
@@ -549,55 +726,74 @@ def quarantine_command(
     if as_json:
         _emit_json(data)
         return
-    table = Table("connector", "type", "external id", "reason", "seen")
-    for d in data:
-        table.add_row(
-            d["connector"],
-            d["object_type"],
-            d["external_id"] or "-",
-            d["reason"],
-            str(d["occurrences"]),
-        )
-    out.print(table)
+    out.print(views.quarantine_table(data))
+
+
+@quarantine_app.command("clear")
+def quarantine_clear(
+    ctx: typer.Context,
+    external_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="ID", help="External ids of the entries to clear."),
+    ] = None,
+    connector: Annotated[
+        str | None,
+        typer.Option("--connector", metavar="NAME", help="Only entries of this connector."),
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Clear every entry (of --connector, if given).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Clear quarantine entries by hand; a record still bad comes back with the next sync."""
+    ids = external_ids or []
+    if not ids and connector is None and not everything:
+        ctx.fail("name the entries to clear: external ids, --connector NAME, or --all")
+    with _transaction(ctx) as (_, conn):
+        cleared = quarantine_service.clear(conn, connector=connector, ids=ids)
+    if as_json:
+        _emit_json({"cleared": cleared})
+    else:
+        out.print(line(f"cleared {cleared} quarantine {plural('entry', cleared)}"))
 
 
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply the store's schema migrations (safe to run from several workers)."""
-    store = _app(ctx).open_store(migrate=False)
+    store = _app(ctx).open_store(migrate=False, create=True)
     before, after = store.upgrade()
     if before == after:
-        out.print(f"store is up to date (revision {after})")
+        out.print(line(f"store is up to date (revision {after})"))
     else:
-        out.print(f"store upgraded from {before or 'empty'} to {after}")
+        out.print(line(f"store upgraded from {before or 'empty'} to {after}"))
 
 
 # -- running ---------------------------------------------------------------------------
 
 
+def _error(application: App | None, message: str) -> None:
+    text = application.redact(message) if application is not None else message
+    err.print(line("error: ", text))
+
+
 def run(argv: list[str] | None = None, *, prog: str = "crm-sync") -> int:
     """Run the CLI and return its exit code (what ``main`` passes to ``sys.exit``)."""
-    command: Any = typer.main.get_command(app)
+    command = typer.main.get_command(app)
+    helptext.readable(command)
+    root = _Root()
     try:
         # Standalone mode: the CLI library reports usage errors itself (exit 2) and turns
         # typer.Exit into SystemExit; our own errors come through to be mapped here.
-        command.main(args=argv, prog_name=prog, standalone_mode=True)
+        command.main(args=argv, prog_name=prog, standalone_mode=True, obj=root)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except CrmSyncError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        _error(root.app, str(exc))
         return exc.exit_code
     except sa.exc.OperationalError as exc:
         message = str(exc.orig).strip().splitlines()[0] if exc.orig else "cannot reach it"
-        err.print(
-            f"error: {StoreError(f'the store is unreachable: {message}')}",
-            markup=False,
-            highlight=False,
-        )
+        _error(root.app, str(StoreError(f"the store is unreachable: {message}")))
         return StoreError.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
     return 0
 
 

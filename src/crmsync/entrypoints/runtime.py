@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gc
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
-__all__ = ["settle_heap"]
+__all__ = ["Terminated", "settle_heap", "terminate_as_interrupt"]
 
 _YOUNG_THRESHOLD = 10_000
 
@@ -27,3 +31,26 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was sent SIGTERM (a service manager stopping it, ``kill``).
+
+    A :class:`KeyboardInterrupt`, so whatever ends a run cleanly on Ctrl-C (the sync
+    engine records the run as ``interrupted``, releases its lease and re-raises) does
+    the same on SIGTERM.
+    """
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

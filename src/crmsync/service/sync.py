@@ -469,6 +469,13 @@ class SyncEngine:
             status, error = "rate_limited", str(exc)
         except (ConnectorError, CrmSyncError) as exc:
             status, error = "failed", str(exc)
+        except KeyboardInterrupt:
+            self._finish(name, run_id, "interrupted", counts, "interrupted by the user")
+            raise
+        except Exception as exc:
+            error = self.redact(f"{type(exc).__name__}: {exc}")
+            self._finish(name, run_id, "failed", counts, error)
+            raise
         error = None if error is None else self.redact(error)
         self._finish(name, run_id, status, counts, error)
         duration = time.monotonic() - started

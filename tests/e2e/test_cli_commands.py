@@ -1,0 +1,131 @@
+"""The real ``crm-sync`` command: options, help, and the commands that need no config."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+COMMANDS = [
+    (),
+    ("sync",),
+    ("resync",),
+    ("runs",),
+    ("quarantine",),
+    ("quarantine", "clear"),
+    ("customers", "list"),
+    ("customers", "show"),
+    ("customers", "archive"),
+    ("customers", "set-tax-status"),
+    ("contacts", "add"),
+    ("contacts", "set-primary"),
+    ("aliases", "add"),
+    ("aliases", "remove"),
+    ("aliases", "resolve"),
+    ("connectors", "list"),
+    ("db", "upgrade"),
+]
+
+
+def test_an_unknown_log_level_is_a_usage_error_naming_the_valid_levels(tmp_path: Path) -> None:
+    result = run_cli("--log-level", "LOUD", "runs", cwd=tmp_path)
+
+    assert result.code == 2
+    assert "Traceback" not in result.stderr
+    for level in ("debug", "info", "warning", "error"):
+        assert level in result.stderr.lower()
+
+
+def test_a_log_level_is_accepted_in_any_case(project: Path) -> None:
+    result = run_cli("--log-level", "debug", "runs", "--json", cwd=project)
+
+    assert result.code == 0, result.stderr
+
+
+def test_version_prints_the_installed_version_without_a_config(tmp_path: Path) -> None:
+    result = run_cli("--version", cwd=tmp_path)
+
+    assert result.code == 0, result.stderr
+    assert re.fullmatch(r"crm-sync \d+\.\d+\.\d+\S*\n", result.stdout)
+
+
+def test_connectors_list_names_the_installed_types_and_what_they_can_do(
+    tmp_path: Path,
+) -> None:
+    result = run_cli("connectors", "list", "--json", cwd=tmp_path)
+
+    assert result.code == 0, result.stderr
+    by_type = {c["type"]: c for c in result.json()}
+    assert {"file", "hubspot"} <= set(by_type)
+    assert by_type["file"]["description"].startswith("Companies and contacts from CRM export")
+    assert by_type["file"]["capabilities"][:2] == ["sync", "fetch"]
+
+
+def test_connectors_list_works_beside_a_broken_config(tmp_path: Path) -> None:
+    (tmp_path / "crm-sync.yaml").write_text("connectors: [this is not a mapping\n")
+
+    result = run_cli("connectors", "list", cwd=tmp_path)
+
+    assert result.code == 0, result.stderr
+    assert "hubspot" in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "crm-sync")
+def test_help_shows_placeholders_not_python_types(tmp_path: Path, command: tuple[str, ...]) -> None:
+    result = run_cli(*command, "--help", cwd=tmp_path, env={"COLUMNS": "120"})
+
+    assert result.code == 0, result.stderr
+    assert not re.search(r"<(bool|str|int|list\[[^]]*\])>", result.stdout), result.stdout
+
+
+def test_set_tax_status_accepts_the_spellings_an_export_uses(project: Path) -> None:
+    run_cli("sync", cwd=project)
+
+    result = run_cli("customers", "set-tax-status", "ACC-7781", "Tax Exempt", "--json", cwd=project)
+
+    assert result.code == 0, result.stderr
+    assert result.json()["tax_status"] == "TAX_EXEMPT"
+    assert result.json()["tax_status_source"] == "manual"
+
+
+def test_set_tax_status_refuses_an_unknown_status_as_a_usage_error(project: Path) -> None:
+    run_cli("sync", cwd=project)
+
+    result = run_cli("customers", "set-tax-status", "ACC-7781", "sometimes", cwd=project)
+
+    assert result.code == 2
+    assert "TAX_EXEMPT" in result.stderr
+
+
+def test_resync_of_ids_the_crm_does_not_have_names_them_and_exits_4(project: Path) -> None:
+    run_cli("sync", cwd=project)
+
+    result = run_cli(
+        "resync", "sample", "--external-id", "C-9998", "--external-id", "C-9999", cwd=project
+    )
+
+    assert result.code == 4
+    assert "not in the CRM: C-9998, C-9999" in result.stdout
+
+
+def test_resync_names_the_missing_ids_and_succeeds_when_some_were_found(project: Path) -> None:
+    run_cli("sync", cwd=project)
+
+    result = run_cli(
+        "resync",
+        "sample",
+        "--external-id",
+        "C-1034",
+        "--external-id",
+        "C-9999",
+        "--json",
+        cwd=project,
+    )
+
+    assert result.code == 0, result.stderr
+    assert result.json()["runs"][0]["missing"] == ["C-9999"]
