@@ -547,3 +547,19 @@ def test_a_file_that_gains_modification_times_is_read_in_full_once(
     pages = _read(connector, cursor=end)
     assert ids(records(pages)) == ["co-1", "co-2"]
     assert pages[-1].cursor.extra["row_times"] is True
+
+
+def test_a_full_pass_tells_how_many_rows_the_export_holds_for_a_progress_bar(
+    build: Build,
+) -> None:
+    pages = _read(build(_dated(3, 9, 5, 7, 8)), full=True)
+
+    assert {page.total for page in pages} == {5}
+
+
+def test_an_incremental_pass_does_not_guess_a_total(build: Build) -> None:
+    first = _read(build(_dated(3, 9, 5)))
+
+    pages = _read(build(_dated(3, 9, 5)), cursor=first[-1].cursor)
+
+    assert {page.total for page in pages} == {None}
