@@ -11,11 +11,20 @@ from tests.support.data import company, contact, later, make_engine
 from tests.support.memory import MemoryConnector
 
 from crmsync.adapters.store import Store
-from crmsync.adapters.tables import sync_runs
+from crmsync.adapters.tables import quarantine, sync_runs
 from crmsync.domain import DEFAULT_PRIMARY_ORDER
 from crmsync.errors import AliasConflictError, ConnectorError, InvalidContactError, RuleViolation
 from crmsync.redaction import Redactor
-from crmsync.sdk import CompanyRecord, ContactRecord, ObjectType, Page, ReadRequest, utc_now
+from crmsync.sdk import (
+    BadRecord,
+    CompanyRecord,
+    ContactRecord,
+    ObjectType,
+    Page,
+    ReadPlan,
+    ReadRequest,
+    utc_now,
+)
 from crmsync.service.customers import CustomerService
 
 service = CustomerService(order_for=lambda _name: DEFAULT_PRIMARY_ORDER)
@@ -214,3 +223,36 @@ def test_a_run_error_echoing_a_secret_is_stored_and_returned_masked(store: Store
         stored = conn.execute(sa.select(sync_runs.c.error)).scalar_one()
     assert "SECRET" not in stored
     assert "***" in stored
+
+
+def test_records_deleted_before_they_were_ever_seen_are_skipped_not_unchanged(
+    store: Store,
+) -> None:
+    crm = MemoryConnector(
+        companies=[company(1), CompanyRecord(external_id="c9", deleted=True)],
+        contacts=[contact(1, "c1"), ContactRecord(external_id="p9", deleted=True)],
+    )
+
+    result = make_engine(store).run("crm", crm, full=True)
+
+    assert (result.counts.created, result.counts.unchanged, result.counts.skipped) == (2, 0, 2)
+    with store.begin() as conn:
+        stored = conn.execute(sa.select(sync_runs.c.skipped, sync_runs.c.unchanged)).one()
+    assert tuple(stored) == (2, 0)
+
+
+def test_a_quarantine_entry_without_an_id_clears_once_a_full_pass_no_longer_meets_it(
+    store: Store,
+) -> None:
+    broken = BadRecord(object_type=ObjectType.COMPANY, raw="line 3: ,,,", reason="no id")
+    plan = ReadPlan(read_ahead=0, full_pass_is_snapshot=True)
+    crm = MemoryConnector(companies=[company(1)], bad={ObjectType.COMPANY: [broken]})
+    assert make_engine(store).run("crm", crm, full=True, reading=plan).ok
+    with store.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(quarantine)).scalar() == 1
+
+    fixed = MemoryConnector(companies=[company(1)])
+    assert make_engine(store).run("crm", fixed, full=True, reading=plan).ok
+
+    with store.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(quarantine)).scalar() == 0

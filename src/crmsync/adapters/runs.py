@@ -40,6 +40,8 @@ class RunCounts:
     quarantined: int = 0
     stale: int = 0
     """Records skipped because the store already held a newer version of them."""
+    skipped: int = 0
+    """Records with nothing to store: deleted in the CRM before crm-sync ever saw them."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

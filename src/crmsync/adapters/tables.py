@@ -228,6 +228,7 @@ sync_runs = sa.Table(
     sa.Column("unchanged", sa.Integer, nullable=False),
     sa.Column("quarantined", sa.Integer, nullable=False),
     sa.Column("stale", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skipped", sa.Integer, nullable=False, server_default="0"),
     sa.Column("error", sa.Text),
     sa.Column("worker", sa.String(200), nullable=False),
 )

@@ -99,6 +99,8 @@ class WriteCounts:
     unchanged: int = 0
     stale: int = 0
     """Records skipped because the store holds a newer version (never applied)."""
+    skipped: int = 0
+    """Records with nothing to store: deleted in the CRM before crm-sync ever saw them."""
     touched: set[str] = field(default_factory=set)
     """Customers whose readiness must be recomputed."""
 
@@ -107,6 +109,7 @@ class WriteCounts:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.stale += other.stale
+        self.skipped += other.skipped
         self.touched |= other.touched
 
 
@@ -215,7 +218,7 @@ class Writer:
             seen = stored.get(r.external_id)
             if seen is None:
                 if r.deleted:  # deleted before we ever saw it: nothing to hold
-                    counts.unchanged += 1
+                    counts.skipped += 1
                 else:
                     to_create.append(r)
             elif seen[1] is not None:
@@ -630,7 +633,9 @@ class Writer:
             digest = content_hash(r)
             desired, waiting = _memberships(r, customer_of)
             active_now = active_hashes.get(r.external_id, nothing)
-            if (
+            if r.deleted and r.external_id not in stored and r.external_id not in pending:
+                counts.skipped += 1  # deleted before we ever saw it: nothing to hold
+            elif (
                 active_now.keys() == desired.keys()
                 and all(value == digest for value in active_now.values())
                 and pending.get(r.external_id, set()) == waiting.keys()

@@ -242,12 +242,20 @@ def _run_json(result: RunResult) -> dict[str, Any]:
 
 def _print_run(result: RunResult) -> None:
     c = result.counts
+    rare = "".join(
+        f", {count} {what}"
+        for count, what in (
+            (c.stale, "stale (the store had a newer version)"),
+            (c.skipped, "skipped (deleted before they were ever synced)"),
+        )
+        if count
+    )
     out.print(
         line(
             (f"{result.connector}: {result.status}", "green" if result.ok else "red"),
             f" ({result.mode}, run {result.run_id}) - {c.seen} records seen: {c.created} "
             f"created, {c.updated} updated, {c.unchanged} unchanged, "
-            f"{c.quarantined} quarantined",
+            f"{c.quarantined} quarantined{rare}",
         )
     )
     if result.error:

@@ -192,6 +192,7 @@ class SyncEngine:
         counts.updated += written.updated
         counts.unchanged += written.unchanged
         counts.stale += written.stale
+        counts.skipped += written.skipped
         counts.quarantined += len(page.bad)
 
     # -- runs ----------------------------------------------------------------------
