@@ -71,8 +71,11 @@ def _printed(result: Result) -> str:
     return result.stdout
 
 
+WIDE = {"COLUMNS": "300"}  # long names on one line, whatever width the test runner has
+
+
 def test_customers_list_prints_names_holding_markup_as_they_are(hostile: Path) -> None:
-    printed = _printed(run_cli("customers", "list", cwd=hostile))
+    printed = _printed(run_cli("customers", "list", cwd=hostile, env=WIDE))
 
     assert "Bad [/] Co" in printed
     assert "Widgets [old] [/old] Ltd" in printed
@@ -88,8 +91,10 @@ def test_customers_show_prints_a_name_holding_markup_as_it_is(hostile: Path) -> 
 def test_escape_bytes_from_the_crm_are_shown_as_text_and_never_reach_the_terminal(
     hostile: Path,
 ) -> None:
-    listed = _printed(run_cli("customers", "list", cwd=hostile))
-    shown = _printed(run_cli("customers", "show", _customer_id(hostile, "C-1"), cwd=hostile))
+    listed = _printed(run_cli("customers", "list", cwd=hostile, env=WIDE))
+    shown = _printed(
+        run_cli("customers", "show", _customer_id(hostile, "C-1"), cwd=hostile, env=WIDE)
+    )
 
     assert ESC not in listed + shown
     assert r"Paint \x1b[31mRed\x1b[0m :smile: Inc" in listed
@@ -97,7 +102,7 @@ def test_escape_bytes_from_the_crm_are_shown_as_text_and_never_reach_the_termina
 
 
 def test_a_link_in_crm_text_is_not_made_clickable_on_a_colour_terminal(hostile: Path) -> None:
-    printed = _printed(run_cli("customers", "list", cwd=hostile, env={"FORCE_COLOR": "1"}))
+    printed = _printed(run_cli("customers", "list", cwd=hostile, env={"FORCE_COLOR": "1", **WIDE}))
 
     assert f"{ESC}]8;" not in printed  # the OSC 8 hyperlink sequence
     assert "[link=https://evil.example/]Click" in printed
