@@ -9,6 +9,8 @@ is read back through the CLI (``customers list --json``, ``runs --json``).
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,14 +146,27 @@ def test_a_full_sync_creates_every_account_as_a_customer_with_its_billing_contac
     assert ok(project.sync())["runs"][0]["counts"]["updated"] == 0
 
 
+def _into_the_next_second() -> None:
+    """Wait (at most a second) until the wall clock's second changes."""
+    second = int(time.time())
+    tick = threading.Event()
+    while int(time.time()) == second:
+        tick.wait(0.01)
+
+
 def test_an_incremental_run_applies_changes_deletions_and_merges(salesforce: Any) -> None:
     data = SalesforceData.generate(accounts=30, contacts=90, seed=4)
     project = salesforce(data)
     ok(project.sync())
     accounts = sorted(data.tables["Account"].rows)
+    # A pass reads from the last run's start up to its own, to the whole second (as
+    # Salesforce stamps): a change made in the second a run starts belongs to the next
+    # run. Make the changes in a second of their own, between the two runs' seconds.
+    _into_the_next_second()
     data.update("Account", accounts[0], Name="Renamed GmbH")
     data.purge("Account", accounts[1])
     data.merge("Account", accounts[3], accounts[2])
+    _into_the_next_second()
     project.fake.requests.reset()
 
     ok(project.sync())
