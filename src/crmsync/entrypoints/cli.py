@@ -22,6 +22,7 @@ shown literally) and :mod:`crmsync.entrypoints.views` (what each listing looks l
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -52,6 +53,8 @@ from crmsync.entrypoints.present import (
     make_console,
     plural,
     to_json,
+    write_json_array,
+    write_json_lines,
 )
 from crmsync.entrypoints.progress import StreamProgress, columns
 from crmsync.entrypoints.runtime import Terminated, settle_heap, terminate_as_interrupt
@@ -461,13 +464,41 @@ def customers_list(
     blocked: Annotated[
         bool, typer.Option("--blocked", help="Only customers held back, grouped by reason.")
     ] = False,
+    ready: Annotated[bool, typer.Option("--ready", help="Only customers ready to bill.")] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, metavar="N", help="At most N customers.")
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after",
+            metavar="ID",
+            help="Only customers after this id (ids sort by creation): the next page.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
+    as_jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="Print one customer per line (JSON Lines).")
+    ] = False,
 ) -> None:
-    """List customers, with why each held one is held and the CRM record it comes from."""
+    """List customers, with why each held one is held and the CRM record it comes from.
+
+    Customers are read page by page and printed as they come, so memory stays flat
+    however large the store is.
+    """
+    if blocked and ready:
+        raise typer.BadParameter("--blocked and --ready exclude each other", param_hint="--ready")
     with _reading(ctx) as (application, conn):
-        rows = application.customers.iter_customers(conn, blocked_only=blocked)
+        rows = application.customers.iter_customers(conn, blocked_only=blocked, after=after)
+        if ready:
+            rows = (row for row in rows if row["ready"])
+        if limit is not None:
+            rows = itertools.islice(rows, limit)
+        if as_jsonl:
+            write_json_lines(rows, sys.stdout.write)
+            return
         if as_json:
-            _emit_json(list(rows))
+            write_json_array(rows, sys.stdout.write)
             return
         if blocked:
             groups = views.blocked_groups(rows)
@@ -476,9 +507,18 @@ def customers_list(
             if not groups:
                 out.print(line("No customer is held."))
             return
-        listed = list(rows)
-    out.print(views.customers_table(listed, width=out.width))
-    out.print(line(f"{len(listed)} {plural('customer', len(listed))}"))
+        _print_customers_in_pages(rows)
+
+
+def _print_customers_in_pages(rows: Iterator[dict[str, Any]], page: int = 200) -> None:
+    """The customers table, printed a page of rows at a time (the header once)."""
+    shown = 0
+    while batch := list(itertools.islice(rows, page)):
+        table = views.customers_table(batch, width=out.width)
+        table.show_header = shown == 0
+        out.print(table)
+        shown += len(batch)
+    out.print(line(f"{shown} {plural('customer', shown)}"))
 
 
 @customers_app.command("show")

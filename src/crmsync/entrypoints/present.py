@@ -17,7 +17,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rich.console import Console, ConsoleRenderable, RenderableType
@@ -36,6 +37,8 @@ __all__ = [
     "make_console",
     "plural",
     "to_json",
+    "write_json_array",
+    "write_json_lines",
 ]
 
 MAX_TEXT = 500
@@ -141,10 +144,31 @@ def make_console(*, stderr: bool = False, environ: Mapping[str, str] | None = No
     return console
 
 
-def to_json(data: Any) -> str:
-    """``data`` as indented JSON; C1 controls and bidi overrides escaped as ``\\uXXXX``."""
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+def to_json(data: Any, *, indent: int | None = 2) -> str:
+    """``data`` as JSON (indented, or on one line with ``indent=None``); C1 controls and
+    bidi overrides escaped as ``\\uXXXX``."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, default=str)
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def write_json_array(items: Iterable[Any], write: Callable[[str], object]) -> int:
+    """Write ``items`` as one indented JSON array as they come (one item in memory at a
+    time); returns how many were written."""
+    count = 0
+    for item in items:
+        write(("[\n" if count == 0 else ",\n") + textwrap.indent(to_json(item), "  "))
+        count += 1
+    write("[]\n" if count == 0 else "\n]\n")
+    return count
+
+
+def write_json_lines(items: Iterable[Any], write: Callable[[str], object]) -> int:
+    """Write ``items`` as JSON Lines (one compact object a line) as they come."""
+    count = 0
+    for item in items:
+        write(to_json(item, indent=None) + "\n")
+        count += 1
+    return count
 
 
 _PLURALS = {"company": "companies", "contact": "contacts"}
