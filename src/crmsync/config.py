@@ -60,6 +60,19 @@ class Defaults(BaseModel):
     )
 
 
+class ChangeLogConfig(BaseModel):
+    """How long the record of customer changes is kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retention_days: int = Field(
+        default=365,
+        ge=1,
+        description="entries older than this are pruned after each sync (a customer's"
+        " latest entry is always kept)",
+    )
+
+
 class AppConfig(BaseModel):
     """The top level of the config file."""
 
@@ -70,6 +83,7 @@ class AppConfig(BaseModel):
         description="SQLAlchemy URL of the store: sqlite:///file.db or postgresql://...",
     )
     defaults: Defaults = Field(default_factory=Defaults)
+    change_log: ChangeLogConfig = Field(default_factory=ChangeLogConfig)
     log_level: str = Field(default="WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
 

@@ -56,3 +56,24 @@ def test_an_empty_page_is_an_empty_array(synced: Path) -> None:
     last = run_cli("customers", "list", "--json", cwd=synced).json()[-1]["id"]
 
     assert run_cli("customers", "list", "--json", "--after", last, cwd=synced).json() == []
+
+
+def test_history_shows_what_changed_newest_first_with_why(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.e2e.conftest import ROOT
+
+    shutil.copy(ROOT / "config.example.yaml", tmp_path / "crm-sync.yaml")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    assert run_cli("sync", cwd=tmp_path).code == 0
+    customer = run_cli("customers", "show", "C-1031", "--json", cwd=tmp_path).json()
+    contact = customer["contacts"][0]
+    assert run_cli("contacts", "set-primary", "C-1031", contact["id"], cwd=tmp_path).code == 0
+
+    history = run_cli("customers", "history", "C-1031", "--json", cwd=tmp_path).json()
+    printed = run_cli("customers", "history", "C-1031", cwd=tmp_path).stdout
+
+    assert history[0]["cause"] == "command: contacts set-primary"
+    assert history[0]["version"] == history[1]["version"] + 1
+    assert history[-1]["cause"].startswith("sync run")
+    assert "command: contacts set-primary" in printed

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from crmsync.adapters.batch import copy_rows, update_rows
+from crmsync.adapters.changelog import ChangeLog
 from crmsync.adapters.sql import chunks, is_in
 from crmsync.adapters.tables import contacts, customers, external_refs
 from crmsync.domain import (
@@ -41,6 +42,7 @@ from crmsync.domain import (
     check_email,
     choose_primary,
 )
+from crmsync.domain.changes import FieldChange, blocked_codes, merged_reason, set_changes
 
 __all__ = [
     "ContactChanges",
@@ -143,6 +145,8 @@ _CUSTOMER_COLUMNS = (
     customers.c.ready,
     customers.c.blocked_reasons,
     customers.c.archived_at,
+    customers.c.version,
+    customers.c.merged_into,
 )
 _CONTACT_COLUMNS = (
     contacts.c.id,
@@ -188,11 +192,18 @@ def refresh_customers(
     order_for: OrderFor,
     now: datetime,
     changes: ContactChanges | None = None,
+    log: ChangeLog | None = None,
 ) -> int:
     """Recompute primary contacts and readiness, writing ``changes`` on the way.
 
+    What changed about each customer (readiness, primary contact, contacts) is noted in
+    ``log``, together with what the caller noted there before; the caller flushes it.
+    Without a log, the changes are logged here, as caused by a readiness refresh. The
+    customers whose versions ``log`` will bump are among ``ids`` (they are locked here).
     Returns how many customers' readiness or primary contact changed.
     """
+    own = log is None
+    changelog = ChangeLog(cause="readiness refresh", at=now) if log is None else log
     pending = changes or ContactChanges()
     wanted = set(ids) | pending.customers()
     inserts: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -203,8 +214,85 @@ def refresh_customers(
         updates[cid].append(values)
     changed = 0
     for batch in chunks(sorted(wanted), _BATCH):
-        changed += _refresh_batch(conn, batch, order_for, now, inserts, updates)
+        changed += _refresh_batch(conn, batch, order_for, now, inserts, updates, changelog)
+    if own:
+        changelog.flush(conn)
     return changed
+
+
+def primary_value(row: Mapping[Any, Any] | ContactView | None) -> dict[str, Any] | None:
+    """The primary billing contact as a change log entry records it."""
+    if row is None:
+        return None
+    if isinstance(row, ContactView):
+        return {"id": row.id, "name": row.name, "email": row.email}
+    return {"id": row["id"], "name": row["name"], "email": row["email"]}
+
+
+def _as_stored(
+    rows: Sequence[dict[str, Any]],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Each customer's active contact rows and primary contact row, as stored."""
+    before: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    primary: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        before[row["customer_id"]].append(row)
+        if row["billing_preference"] == _PRIMARY:
+            primary[row["customer_id"]] = row
+    return before, primary
+
+
+def _readiness(cust: Any, reasons: Sequence[BlockedReason]) -> dict[str, Any]:
+    """``ready`` and ``blocked_reasons`` as they must be stored."""
+    blocked = _stored(reasons)
+    if cust.merged_into is not None:  # folded into another customer: held for good
+        blocked = [merged_reason(cust.merged_into)]
+    return {"ready": not blocked, "blocked_reasons": blocked}
+
+
+def _customer_update(
+    log: ChangeLog, cust: Any, readiness: Mapping[str, Any], now: datetime
+) -> tuple[dict[str, Any] | None, bool]:
+    """The ``customers`` row update (None: nothing to write) and whether readiness moved.
+
+    A logged change bumps the version in the same write as the readiness."""
+    version = log.bump(cust.id, cust.version)
+    moved = cust.ready != readiness["ready"] or (
+        list(cust.blocked_reasons or []) != readiness["blocked_reasons"]
+    )
+    if not moved and version is None:
+        return None, False
+    return {
+        "id": cust.id,
+        **readiness,
+        "updated_at": now,
+        "version": version or cust.version,
+    }, moved
+
+
+def _noted(
+    cust: Any,
+    before: Sequence[Mapping[str, Any]],
+    old_primary: Mapping[str, Any] | None,
+    after: Sequence[Mapping[str, Any]],
+    new_primary: ContactView | None,
+    readiness: Mapping[str, Any],
+) -> list[FieldChange]:
+    """What a refresh changes about one customer, for its change log."""
+    changes: list[FieldChange] = []
+    old_ids, new_ids = {r["id"] for r in before}, {r["id"] for r in after}
+    if old_ids != new_ids:
+        changes += set_changes("contacts", old_ids, new_ids)
+    old_value, new_value = primary_value(old_primary), primary_value(new_primary)
+    if old_value != new_value:
+        changes.append(FieldChange("primary_contact", old_value, new_value))
+    if cust.ready != readiness["ready"]:
+        changes.append(FieldChange("ready", cust.ready, readiness["ready"]))
+    old_codes = blocked_codes(cust.blocked_reasons)
+    new_codes = blocked_codes(readiness["blocked_reasons"])
+    if old_codes != new_codes:
+        changes.append(FieldChange("blocked", old_codes, new_codes))
+    return changes
 
 
 def _refresh_batch(
@@ -214,6 +302,7 @@ def _refresh_batch(
     now: datetime,
     inserts: Mapping[str, list[dict[str, Any]]],
     updates: Mapping[str, list[dict[str, Any]]],
+    log: ChangeLog,
 ) -> int:
     # Lock the customers (in id order) before reading their contacts: two writers
     # refreshing one customer take turns, and the second sees the first's result.
@@ -247,6 +336,7 @@ def _refresh_batch(
     changing = {values["id"]: values for cid in batch for values in updates.get(cid, ())}
     stored_pref: dict[str, str] = {}
     members: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    before, old_primary = _as_stored(stored)
     keys: set[tuple[Any, ...]] = set()
     for row in stored:
         stored_pref[row["id"]] = row["billing_preference"]
@@ -286,8 +376,9 @@ def _refresh_batch(
     final: dict[str, str] = {}  # contact id -> billing preference it must end with
     checked: dict[str, bool] = {}  # contact id -> outcome of an email check made here
     customer_updates: list[dict[str, Any]] = []
-    primaries_changed = 0
+    primaries_changed = readiness_changed = 0
     for cust in cust_rows:
+        log.versions[cust.id] = cust.version
         rows = by_customer.get(cust.id, [])
         choice = choose_primary(
             [contact_view(r) for r in rows],
@@ -312,11 +403,15 @@ def _refresh_batch(
             choice,
             primary,
         )
-        blocked = _stored(reasons)
-        if cust.ready != (not reasons) or list(cust.blocked_reasons or []) != blocked:
-            customer_updates.append(
-                {"id": cust.id, "ready": not reasons, "blocked_reasons": blocked, "updated_at": now}
-            )
+        readiness = _readiness(cust, reasons)
+        log.note(
+            cust.id,
+            _noted(cust, before[cust.id], old_primary.get(cust.id), rows, primary, readiness),
+        )
+        update, moved = _customer_update(log, cust, readiness, now)
+        readiness_changed += moved
+        if update is not None:
+            customer_updates.append(update)
 
     # Demote first, so that the one-primary index never sees two; then the pending
     # writes in their final state; then promotions of rows nothing else writes.
@@ -349,4 +444,4 @@ def _refresh_batch(
     # the addresses checked here that no write above carried
     update_rows(conn, contacts, ["id"], [{"id": i, "email_valid": v} for i, v in checked.items()])
     update_rows(conn, customers, ["id"], customer_updates)
-    return len(customer_updates) + primaries_changed
+    return readiness_changed + primaries_changed

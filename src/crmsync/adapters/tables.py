@@ -23,6 +23,7 @@ __all__ = [
     "aliases",
     "billing_schedules",
     "contacts",
+    "customer_changes",
     "customers",
     "external_refs",
     "invoices",
@@ -98,6 +99,20 @@ customers = sa.Table(
     sa.Column("archived_at", UtcDateTime),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # bumped by every logged change (adapters/changelog.py); the log's entries carry it
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    # set when a CRM merge folded this customer into another: kept, never listed or ready
+    sa.Column("merged_into", ID),
+)
+
+customer_changes = sa.Table(
+    "customer_changes",
+    metadata,
+    sa.Column("customer_id", ID, _customer_fk(), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("at", UtcDateTime, nullable=False),  # no index: pruning is rare, writes are not
+    sa.Column("cause", sa.String(200), nullable=False),
+    sa.Column("changes", JsonType, nullable=False),
 )
 
 external_refs = sa.Table(

@@ -34,11 +34,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from crmsync.adapters.batch import copy_rows, insert_rows, update_rows
+from crmsync.adapters.changelog import ChangeLog
 from crmsync.adapters.readiness import (
     MEMBERSHIP_KEY,
     ContactChanges,
     OrderFor,
     new_customer_readiness,
+    primary_value,
     refresh_customers,
 )
 from crmsync.adapters.sql import find, insert_for, new_id, select_in
@@ -60,6 +62,7 @@ from crmsync.domain import (
     TaxStatus,
     normalize_address,
 )
+from crmsync.domain.changes import FieldChange, blocked_codes, diff, set_changes
 from crmsync.domain.values import fold_alias
 from crmsync.domain.versions import Version, newest, supersedes
 from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType
@@ -67,6 +70,27 @@ from crmsync.sdk.records import CompanyRecord, ContactRecord, ObjectType
 __all__ = ["WriteCounts", "Writer", "claim_released_aliases", "content_hash"]
 
 _HASH_EXCLUDE = {"modified_at"}
+
+#: The ``customers`` columns a CRM company record sets (see ``Writer._company_values``).
+COMPANY_FIELDS = (
+    "company_name",
+    "line1",
+    "line2",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "tax_status",
+    "tax_status_source",
+)
+#: What a new customer's first change log entry records of its row.
+_CREATED_FIELDS = (
+    *COMPANY_FIELDS,
+    "manual_primary_contact_id",
+    "alias_conflicts",
+    "ready",
+    "archived_at",
+)
 
 # The columns of the lookups every page makes (see sql.find: compiled once each).
 _COMPANY_HASHES = (
@@ -154,6 +178,16 @@ def _email_text(raw: str | None) -> str | None:
     return raw.strip() or None
 
 
+def _contact_gone(row: Any) -> list[FieldChange]:
+    """A contact row deleted from its customer (a merged duplicate), for the log."""
+    if row.removed_at is not None:
+        return []
+    gone = [FieldChange("contacts", row.id, None)]
+    if row.billing_preference == BillingPreference.PRIMARY:
+        gone.append(FieldChange("primary_contact", primary_value(row._mapping), None))
+    return gone
+
+
 def _clean_aliases(values: Iterable[str]) -> list[str]:
     seen: dict[str, str] = {}
     for value in values:
@@ -175,8 +209,12 @@ class Writer:
         order_for: OrderFor,
         now: datetime,
         read_at: datetime | None = None,
+        cause: str = "sync",
     ) -> None:
         self.conn = conn
+        self.log = ChangeLog(cause=cause, at=now)
+        """The customers' changes, logged by :meth:`refresh` (``cause``: why they changed,
+        e.g. ``sync run 12``)."""
         self.read_at = read_at or now
         """When the records written were read from the CRM (their version's tie-break)."""
         self.connector = connector
@@ -237,8 +275,7 @@ class Writer:
                     external_refs.c.source_modified_at,
                     external_refs.c.source_read_at,
                     external_refs.c.deleted_at,
-                    customers.c.tax_status_source,
-                    customers.c.tax_status,
+                    *(customers.c[name] for name in COMPANY_FIELDS),
                 ],
                 external_refs.c.external_id,
                 (r.external_id for r in changed),
@@ -291,8 +328,8 @@ class Writer:
             if loser is None or winner is None or loser.merged_into == survivor:
                 continue
             if loser.customer_id != winner.customer_id:
-                fold_customer(self.conn, loser.customer_id, winner.customer_id, self.now)
-                counts.touched.discard(loser.customer_id)
+                fold_customer(self.conn, loser.customer_id, winner.customer_id, self.now, self.log)
+                counts.touched.add(loser.customer_id)  # kept, and held as merged
             self.conn.execute(
                 sa.update(external_refs)
                 .where(
@@ -346,8 +383,14 @@ class Writer:
             "archived_at": None,
             "created_at": self.now,
             "updated_at": self.now,
+            "version": 1,
+            "merged_into": None,
         }
         values["ready"], values["blocked_reasons"] = new_customer_readiness(values, order=order)
+        created = diff(None, values, _CREATED_FIELDS)
+        if values["blocked_reasons"]:
+            created.append(FieldChange("blocked", None, blocked_codes(values["blocked_reasons"])))
+        self.log.note(customer_id, [*created, FieldChange("aliases", None, customer_id)])
         return values
 
     def _create_companies(
@@ -399,6 +442,7 @@ class Writer:
                 customers,
                 [self._new_customer(ids[r.external_id], r, order) for r in won],
             )
+            self.log.created(ids[r.external_id] for r in won)
             copy_rows(
                 self.conn,
                 aliases,
@@ -431,19 +475,14 @@ class Writer:
         the customer keeps its fields and aliases, and is held as ``source_deleted``)."""
         now = self.now
         live = [(r, row) for r, row in pairs if not r.deleted]
-        update_rows(
-            self.conn,
-            customers,
-            ["id"],
-            [
-                {
-                    "id": row.customer_id,
-                    **self._company_values(r, row.tax_status_source, row.tax_status),
-                    "updated_at": now,
-                }
-                for r, row in live
-            ],
-        )
+        customer_rows = []
+        for r, row in live:
+            values = self._company_values(r, row.tax_status_source, row.tax_status)
+            changes = diff(row._mapping, values, COMPANY_FIELDS)
+            if changes:  # a customer the record leaves as it was is not written
+                self.log.note(row.customer_id, changes)
+                customer_rows.append({"id": row.customer_id, **values, "updated_at": now})
+        update_rows(self.conn, customers, ["id"], customer_rows)
         update_rows(
             self.conn,
             external_refs,
@@ -497,12 +536,7 @@ class Writer:
         """
         now = self.now
         desired = {cid: _clean_aliases(values) for cid, values in wanted.items()}
-        remove = [
-            value
-            for cid, have in current.items()
-            for value in have
-            if value not in desired.get(cid, ())
-        ]
+        remove = self._removed_aliases(desired, current)
         released: set[str] = set()
         if remove:
             self.conn.execute(
@@ -566,10 +600,27 @@ class Writer:
             for row in wanted_rows:
                 if (row["value"], row["customer_id"]) not in held:
                     conflicts[row["customer_id"]].append(row["value"])
+            wanted_rows = [r for r in wanted_rows if (r["value"], r["customer_id"]) in held]
+        self._note_aliases_added(wanted_rows)
         if new:
             conflicts = {cid: values for cid, values in conflicts.items() if values}
         changed = self._store_conflicts(conflicts)
-        return changed | claim_released_aliases(self.conn, released, self.now)
+        return changed | claim_released_aliases(self.conn, released, self.now, self.log)
+
+    def _removed_aliases(
+        self, desired: Mapping[str, Sequence[str]], current: Mapping[str, set[str]]
+    ) -> list[str]:
+        """The CRM aliases the customers no longer have (noted in the change log)."""
+        removed = []
+        for cid, have in current.items():
+            gone = sorted(value for value in have if value not in desired.get(cid, ()))
+            self.log.note(cid, [FieldChange("aliases", value, None) for value in gone])
+            removed += gone
+        return removed
+
+    def _note_aliases_added(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            self.log.note(row["customer_id"], [FieldChange("aliases", None, row["value"])])
 
     def _store_conflicts(self, conflicts: dict[str, list[str]]) -> set[str]:
         if not conflicts:
@@ -585,6 +636,9 @@ class Writer:
             for row in rows
             if sorted(row.alias_conflicts or []) != sorted(conflicts[row.id])
         ]
+        for row in rows:
+            old = {"alias_conflicts": sorted(row.alias_conflicts or [])}
+            self.log.note(row.id, diff(old, {"alias_conflicts": sorted(conflicts[row.id])}))
         update_rows(self.conn, customers, ["id"], changes)
         return {change["id"] for change in changes}
 
@@ -758,7 +812,15 @@ class Writer:
         pairs = {m: r.external_id for r in survivors for m in r.merged_ids if m != r.external_id}
         rows = select_in(
             self.conn,
-            [contacts.c.id, contacts.c.customer_id, contacts.c.external_id],
+            [
+                contacts.c.id,
+                contacts.c.customer_id,
+                contacts.c.external_id,
+                contacts.c.name,
+                contacts.c.email,
+                contacts.c.billing_preference,
+                contacts.c.removed_at,
+            ],
             contacts.c.external_id,
             [*pairs, *pairs.values()],
             contacts.c.connector == self.connector,
@@ -778,12 +840,16 @@ class Writer:
                     .values(external_id=survivor, content_hash=None, updated_at=self.now)
                 )
             else:
-                self.conn.execute(
+                picked = self.conn.execute(
                     sa.update(customers)
                     .where(customers.c.manual_primary_contact_id == row.id)
                     .values(manual_primary_contact_id=keep, updated_at=self.now)
-                )
+                    .returning(customers.c.id)
+                ).scalars()
+                for cid in picked:
+                    self.log.note(cid, [FieldChange("manual_primary_contact_id", row.id, keep)])
                 self.conn.execute(sa.delete(contacts).where(contacts.c.id == row.id))
+                self.log.note(row.customer_id, _contact_gone(row))
             counts.touched.add(row.customer_id)
         self.conn.execute(
             sa.delete(pending_links).where(
@@ -899,7 +965,10 @@ class Writer:
                     record, customer_of[row.company_external_id], designated, content_hash(record)
                 )
             )
+        # the customers are new in this transaction: no other writer can add to them
         insert_rows(self.conn, contacts, inserts, conflict_on=MEMBERSHIP_KEY)
+        for row in inserts:
+            self.log.note(row["customer_id"], [FieldChange("contacts", None, row["id"])])
         for row in rows:
             self.conn.execute(
                 sa.delete(pending_links).where(
@@ -914,11 +983,19 @@ class Writer:
 
     def refresh(self, customer_ids: Iterable[str]) -> int:
         """Recompute primary contacts and readiness of the given customers, writing the
-        contact rows :meth:`write_contacts` decided on."""
+        contact rows :meth:`write_contacts` decided on; then log what changed about every
+        customer this writer changed (one entry each, its version bumped)."""
         changes, self.changes = self.changes, ContactChanges()
-        return refresh_customers(
-            self.conn, customer_ids, order_for=self.order_for, now=self.now, changes=changes
+        changed = refresh_customers(
+            self.conn,
+            customer_ids,
+            order_for=self.order_for,
+            now=self.now,
+            changes=changes,
+            log=self.log,
         )
+        self.log.flush(self.conn)
+        return changed
 
 
 _BUCKETS = 128
@@ -952,20 +1029,26 @@ def lock_company_buckets(conn: Connection, connector: str, company_ids: Iterable
     return True
 
 
-def claim_released_aliases(conn: Connection, released: set[str], now: datetime) -> set[str]:
+def claim_released_aliases(
+    conn: Connection, released: set[str], now: datetime, log: ChangeLog
+) -> set[str]:
     """Give aliases that were just released to the customers held for wanting them.
 
     A customer whose CRM record asked for an alias another customer held keeps it as an
     alias conflict; once the holder lets it go (its CRM record dropped it, or a person
     removed it), the first waiting customer (in id order) claims it through the unique
     key, so two writers releasing and claiming at once still leave one holder. Returns
-    the customers whose conflicts changed (their readiness must be recomputed).
+    the customers whose conflicts changed (their readiness must be recomputed); their
+    changes are noted in ``log``.
     """
     if not released:
         return set()
     waiting = conn.execute(
         sa.select(customers.c.id, customers.c.alias_conflicts)
-        .where(sa.cast(customers.c.alias_conflicts, sa.Text) != "[]")
+        .where(
+            sa.cast(customers.c.alias_conflicts, sa.Text) != "[]",
+            customers.c.merged_into.is_(None),
+        )
         .order_by(customers.c.id)
     ).all()
     changed: set[str] = set()
@@ -1003,6 +1086,13 @@ def claim_released_aliases(conn: Connection, released: set[str], now: datetime) 
         }
         if won:
             left = [v for v in row.alias_conflicts if v not in won]
+            log.note(
+                row.id,
+                [
+                    *set_changes("aliases", (), won),
+                    FieldChange("alias_conflicts", list(row.alias_conflicts), left),
+                ],
+            )
             conn.execute(
                 sa.update(customers)
                 .where(customers.c.id == row.id)
@@ -1012,12 +1102,14 @@ def claim_released_aliases(conn: Connection, released: set[str], now: datetime) 
     return changed
 
 
-def fold_customer(conn: Connection, loser: str, winner: str, now: datetime) -> None:
-    """Move everything of customer ``loser`` to ``winner`` and delete ``loser``.
+def fold_customer(conn: Connection, loser: str, winner: str, now: datetime, log: ChangeLog) -> None:
+    """Fold customer ``loser`` into ``winner``: the loser is kept, marked merged.
 
-    Contacts, aliases (the loser's id keeps resolving, to the winner), CRM links,
-    billing schedules and invoices move; a hand-picked primary and a tax-status
-    override move when the winner has none of its own.
+    Contacts, aliases (the loser's id now resolves to the winner), CRM links, billing
+    schedules and invoices move; a hand-picked primary and a tax-status override move
+    when the winner has none of its own. The loser stays (a billing platform may know
+    it) with ``merged_into`` set: never listed, never ready. Both customers' changes
+    are noted in ``log``.
     """
     rows = {
         r.id: r
@@ -1032,15 +1124,24 @@ def fold_customer(conn: Connection, loser: str, winner: str, now: datetime) -> N
             )
         )
     }
+    moving = conn.execute(
+        sa.select(
+            contacts.c.id,
+            contacts.c.name,
+            contacts.c.email,
+            contacts.c.connector,
+            contacts.c.external_id,
+            contacts.c.billing_preference,
+            contacts.c.removed_at,
+        ).where(contacts.c.customer_id == loser)
+    ).all()
     pick = lost.manual_primary_contact_id
-    for r in conn.execute(
-        sa.select(contacts.c.id, contacts.c.connector, contacts.c.external_id).where(
-            contacts.c.customer_id == loser, contacts.c.connector.is_not(None)
-        )
-    ).all():
-        twin = theirs.get((r.connector, r.external_id))
+    twins: set[str] = set()
+    for r in moving:
+        twin = theirs.get((r.connector, r.external_id)) if r.connector is not None else None
         if twin is not None:  # the winner has this CRM contact already
             pick = twin if pick == r.id else pick
+            twins.add(r.id)
             conn.execute(sa.delete(contacts).where(contacts.c.id == r.id))
     conn.execute(
         sa.update(contacts)
@@ -1048,6 +1149,9 @@ def fold_customer(conn: Connection, loser: str, winner: str, now: datetime) -> N
         .values(
             customer_id=winner, billing_preference=BillingPreference.STANDARD.value, updated_at=now
         )
+    )
+    moved_aliases = list(
+        conn.execute(sa.select(aliases.c.value).where(aliases.c.customer_id == loser)).scalars()
     )
     for table in (aliases, external_refs, billing_schedules, invoices):
         conn.execute(
@@ -1064,4 +1168,36 @@ def fold_customer(conn: Connection, loser: str, winner: str, now: datetime) -> N
         conn.execute(
             sa.update(customers).where(customers.c.id == winner).values(updated_at=now, **changes)
         )
-    conn.execute(sa.delete(customers).where(customers.c.id == loser))
+    kept: dict[str, Any] = {
+        "merged_into": winner,
+        "manual_primary_contact_id": None,
+        "alias_conflicts": [],
+    }
+    conn.execute(
+        sa.update(customers)
+        .where(customers.c.id == loser)
+        .values(manual_primary_set_at=None, updated_at=now, **kept)
+    )
+    active = [r for r in moving if r.removed_at is None]
+    primary = next((r for r in active if r.billing_preference == BillingPreference.PRIMARY), None)
+    log.note(
+        loser,
+        [
+            *diff(lost._mapping, kept),
+            *set_changes("contacts", (r.id for r in active), ()),
+            *set_changes("aliases", moved_aliases, ()),
+            *diff(
+                {"primary_contact": primary_value(primary._mapping if primary else None)},
+                {"primary_contact": None},
+            ),
+        ],
+    )
+    log.note(
+        winner,
+        [
+            *diff(won._mapping, changes),
+            *set_changes("contacts", (), (r.id for r in active if r.id not in twins)),
+            *set_changes("aliases", (), moved_aliases),
+            FieldChange("merged_customers", None, loser),
+        ],
+    )

@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from itertools import islice
@@ -43,6 +44,7 @@ from rich.progress import Progress
 from sqlalchemy.engine import Connection
 
 from crmsync.adapters import runs as run_store
+from crmsync.adapters.changelog import prune_change_log
 from crmsync.adapters.tables import quarantine, sync_runs
 from crmsync.bootstrap import App, bootstrap
 from crmsync.domain.values import TaxStatus, parse_tax_status
@@ -410,8 +412,16 @@ def sync(
             show_bar=not as_json and err.is_terminal,
             force_deletions=force_deletions,
         )
+    _prune_change_log(ctx)
     _report(ctx, results, started, as_json)
     _exit_for(results)
+
+
+def _prune_change_log(ctx: typer.Context) -> None:
+    """Forget change-log entries past the retention (a customer's latest always stays)."""
+    with _transaction(ctx) as (application, conn):
+        days = application.settings.app.change_log.retention_days
+        prune_change_log(conn, older_than=application.clock() - timedelta(days=days))
 
 
 @app.command()
@@ -531,6 +541,51 @@ def customers_show(
     with _reading(ctx) as (application, conn):
         data = application.customers.show(conn, customer)
     _show_customer(data, as_json)
+
+
+@customers_app.command("history")
+def customers_history(
+    ctx: typer.Context,
+    customer: CustomerArg,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, metavar="N", help="At most N entries.")
+    ] = 50,
+    after_version: Annotated[
+        int | None,
+        typer.Option("--after-version", metavar="V", help="Only changes after version V."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed about a customer, newest first: version, when, why, and each field's
+    old and new value."""
+    with _reading(ctx) as (application, conn):
+        entries = application.customers.history(
+            conn, customer, limit=limit, after_version=after_version
+        )
+    if as_json:
+        _emit_json(entries)
+        return
+    for entry in entries:
+        out.print(
+            line((f"version {entry['version']}", "bold"), f"  {entry['at']}  ", entry["cause"])
+        )
+        for change in entry["changes"]:
+            out.print(
+                line(
+                    f"  {change['field']}: ",
+                    _history_value(change["old"]),
+                    " -> ",
+                    _history_value(change["new"]),
+                )
+            )
+    if not entries:
+        out.print(line("No changes recorded."))
+
+
+def _history_value(value: Any) -> str:
+    return (
+        "-" if value is None else value if isinstance(value, str) else to_json(value, indent=None)
+    )
 
 
 @customers_app.command("archive")

@@ -18,6 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from crmsync.adapters import changelog
+from crmsync.adapters.changelog import ChangeLog
 from crmsync.adapters.readiness import OrderFor, email_valid, refresh_customers
 from crmsync.adapters.sql import chunks, insert_for, new_id
 from crmsync.adapters.tables import (
@@ -37,6 +39,7 @@ from crmsync.domain import (
     archive_plan,
     check_email,
 )
+from crmsync.domain.changes import FieldChange, diff
 from crmsync.domain.values import fold_alias
 from crmsync.errors import AliasConflictError, InvalidContactError, NotFoundError, RuleViolation
 from crmsync.sdk.connector import utc_now
@@ -49,6 +52,13 @@ __all__ = [
 ]
 
 MAX_ALIAS_LENGTH = 255
+#: Entries ``history`` returns unless told otherwise.
+HISTORY_LIMIT = 50
+
+
+def _command(name: str, now: datetime) -> ChangeLog:
+    """The change log of a hand-made change: its cause names the command."""
+    return ChangeLog(cause=f"command: {name}", at=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,12 +210,20 @@ class CustomerService:
         return self._details(conn, [row])[0]
 
     def iter_customers(
-        self, conn: Connection, *, blocked_only: bool = False, include_archived: bool = True
+        self,
+        conn: Connection,
+        *,
+        blocked_only: bool = False,
+        include_archived: bool = True,
+        after: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every customer in a stable order, fetched in batches (memory stays flat)."""
-        last = ""
+        """Every customer in id order (creation order), from just after ``after`` when
+        given, fetched in batches (memory stays flat)."""
+        last = after or ""
         while True:
-            stmt = sa.select(customers).where(customers.c.id > last)
+            stmt = sa.select(customers).where(
+                customers.c.id > last, customers.c.merged_into.is_(None)
+            )
             if blocked_only:
                 stmt = stmt.where(customers.c.ready.is_(False))
             if not include_archived:
@@ -221,7 +239,9 @@ class CustomerService:
         ready = blocked = archived = 0
         by_reason: dict[str, int] = defaultdict(int)
         result = conn.execute(
-            sa.select(customers.c.ready, customers.c.blocked_reasons, customers.c.archived_at)
+            sa.select(
+                customers.c.ready, customers.c.blocked_reasons, customers.c.archived_at
+            ).where(customers.c.merged_into.is_(None))
         )
         for row in result:
             if row.archived_at is not None:
@@ -240,6 +260,20 @@ class CustomerService:
             "blocked_by_reason": dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
         }
 
+    def history(
+        self,
+        conn: Connection,
+        id_or_alias: str,
+        *,
+        limit: int = HISTORY_LIMIT,
+        after_version: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The customer's change log, newest first: ``version``, ``at`` (ISO 8601),
+        ``cause`` and ``changes`` (``field``, ``old``, ``new``), at most ``limit``
+        entries, only those after ``after_version`` when given."""
+        customer_id = self.resolve(conn, id_or_alias)
+        return changelog.entries(conn, customer_id, limit=limit, after_version=after_version)
+
     # -- changes ---------------------------------------------------------------------
 
     def _customer_row(self, conn: Connection, id_or_alias: str) -> Any:
@@ -248,8 +282,10 @@ class CustomerService:
             sa.select(customers).where(customers.c.id == customer_id).with_for_update()
         ).one()
 
-    def _refresh(self, conn: Connection, customer_id: str, now: datetime) -> None:
-        refresh_customers(conn, [customer_id], order_for=self.order_for, now=now)
+    def _refresh(self, conn: Connection, customer_id: str, now: datetime, log: ChangeLog) -> None:
+        """Re-apply the rules, then log what the change did (one entry per customer)."""
+        refresh_customers(conn, [customer_id], order_for=self.order_for, now=now, log=log)
+        log.flush(conn)
 
     def add_contact(
         self,
@@ -303,9 +339,11 @@ class CustomerService:
                 "updated_at": now,
             },
         )
+        log = _command("contacts add", now)
+        log.note(row.id, [FieldChange("contacts", None, contact_id)])
         if primary or has_primary is None:
-            self._pick(conn, row.id, contact_id, now)
-        self._refresh(conn, row.id, now)
+            self._pick(conn, row, contact_id, now, log)
+        self._refresh(conn, row.id, now, log)
         return self.show(conn, row.id)
 
     def _active_contacts(self, conn: Connection, customer_id: str) -> list[Any]:
@@ -317,10 +355,13 @@ class CustomerService:
             ).all()
         )
 
-    def _pick(self, conn: Connection, customer_id: str, contact_id: str, now: datetime) -> None:
+    def _pick(
+        self, conn: Connection, row: Any, contact_id: str, now: datetime, log: ChangeLog
+    ) -> None:
+        log.note(row.id, diff(row._mapping, {"manual_primary_contact_id": contact_id}))
         conn.execute(
             sa.update(customers)
-            .where(customers.c.id == customer_id)
+            .where(customers.c.id == row.id)
             .values(manual_primary_contact_id=contact_id, manual_primary_set_at=now, updated_at=now)
         )
 
@@ -354,8 +395,9 @@ class CustomerService:
                 f"contact {match[0].id} cannot be the primary billing contact: its email"
                 f" address is not valid: {checked.problem}"
             )
-        self._pick(conn, row.id, match[0].id, now)
-        self._refresh(conn, row.id, now)
+        log = _command("contacts set-primary", now)
+        self._pick(conn, row, match[0].id, now, log)
+        self._refresh(conn, row.id, now, log)
         return self.show(conn, row.id)
 
     def set_tax_status(
@@ -363,16 +405,13 @@ class CustomerService:
     ) -> dict[str, Any]:
         """Override the tax status by hand; syncs no longer change it."""
         row = self._customer_row(conn, customer)
+        values = {"tax_status": status.value, "tax_status_source": FieldSource.MANUAL.value}
+        log = _command("customers set-tax-status", now)
+        log.note(row.id, diff(row._mapping, values))
         conn.execute(
-            sa.update(customers)
-            .where(customers.c.id == row.id)
-            .values(
-                tax_status=status.value,
-                tax_status_source=FieldSource.MANUAL.value,
-                updated_at=now,
-            )
+            sa.update(customers).where(customers.c.id == row.id).values(updated_at=now, **values)
         )
-        self._refresh(conn, row.id, now)
+        self._refresh(conn, row.id, now, log)
         return self.show(conn, row.id)
 
     def add_alias(self, conn: Connection, customer: str, alias: str, *, now: datetime) -> str:
@@ -405,14 +444,17 @@ class CustomerService:
             raise AliasConflictError(
                 alias, holder.customer_id if holder else "?", holder.value if holder else alias
             )
+        log = _command("aliases add", now)
+        log.note(row.id, [FieldChange("aliases", None, alias)])
         conflicts = [a for a in (row.alias_conflicts or []) if a != alias]
         if conflicts != list(row.alias_conflicts or []):
+            log.note(row.id, diff(row._mapping, {"alias_conflicts": conflicts}))
             conn.execute(
                 sa.update(customers)
                 .where(customers.c.id == row.id)
                 .values(alias_conflicts=conflicts, updated_at=now)
             )
-        self._refresh(conn, row.id, now)
+        self._refresh(conn, row.id, now, log)
         return str(row.id)
 
     def remove_alias(self, conn: Connection, alias: str, *, now: datetime | None = None) -> str:
@@ -429,8 +471,13 @@ class CustomerService:
             )
         conn.execute(sa.delete(aliases).where(aliases.c.value == alias))
         when = now or utc_now()
-        for claimant in claim_released_aliases(conn, {fold_alias(alias)}, when):
-            self._refresh(conn, claimant, when)
+        log = _command("aliases remove", when)
+        log.note(row.customer_id, [FieldChange("aliases", alias, None)])
+        claimants = claim_released_aliases(conn, {fold_alias(alias)}, when, log)
+        refresh_customers(
+            conn, {row.customer_id, *claimants}, order_for=self.order_for, now=when, log=log
+        )
+        log.flush(conn)
         return str(row.customer_id)
 
     def archive(self, conn: Connection, customer: str, *, now: datetime) -> ArchiveResult:
@@ -460,12 +507,14 @@ class CustomerService:
                 .values(status="VOIDED", updated_at=now)
             )
         already = row.archived_at is not None
+        log = _command("customers archive", now)
         if not already:
+            log.note(row.id, diff(row._mapping, {"archived_at": now}))
             conn.execute(
                 sa.update(customers)
                 .where(customers.c.id == row.id)
                 .values(archived_at=now, updated_at=now)
             )
-        self._refresh(conn, row.id, now)
+        self._refresh(conn, row.id, now, log)
         kept = sum(1 for i in invoice_rows if i.status in {"FINAL", "SENT"})
         return ArchiveResult(row.id, already, len(to_archive), len(to_void), kept)

@@ -63,6 +63,7 @@ class SnapshotPass:
 
     began: datetime
     max_share: float
+    run_id: int
 
 
 def _full_pass(cursor: Cursor | None, *, full: bool) -> bool:
@@ -166,7 +167,14 @@ class SyncEngine:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def apply_page(
-        self, conn: Connection, name: str, page: Page, run_id: int | None, counts: runs.RunCounts
+        self,
+        conn: Connection,
+        name: str,
+        page: Page,
+        run_id: int | None,
+        counts: runs.RunCounts,
+        *,
+        cause: str | None = None,
     ) -> None:
         """Write one page's records and quarantine its bad ones (no commit)."""
         now = self.clock()
@@ -177,6 +185,7 @@ class SyncEngine:
             order_for=self.order_for,
             now=now,
             read_at=page.read_at,
+            cause=cause or (f"sync run {run_id}" if run_id is not None else "sync"),
         )
         companies = [r for r in page.records if isinstance(r, CompanyRecord)]
         contact_records = [r for r in page.records if isinstance(r, ContactRecord)]
@@ -272,7 +281,7 @@ class SyncEngine:
                 began = resumed if cursor is not None and cursor.in_pass else run_started_at
                 if began is not None:  # a pass begun by an older crm-sync marks nothing
                     share = 1.0 if force_deletions else max_deletion_share
-                    snapshots[stream] = SnapshotPass(began, share)
+                    snapshots[stream] = SnapshotPass(began, share, run_id)
             return ReadRequest(stream=stream, cursor=cursor, full=full, started_at=run_started_at)
 
         try:
@@ -408,7 +417,7 @@ class SyncEngine:
                 " --force-deletions`"
             )
         for batch in snapshot.unseen(conn, name, page.stream, snap.began):
-            self._apply_tombstones(conn, name, page.stream, batch, counts)
+            self._apply_tombstones(conn, name, page.stream, batch, counts, snap.run_id)
         runs.forget_unseen_without_id(conn, name, page.stream, snap.began)
         snapshot.start_pass(conn, name, page.stream, None)
         if missing:
@@ -421,6 +430,7 @@ class SyncEngine:
         stream: ObjectType,
         ids: Sequence[str],
         counts: runs.RunCounts,
+        run_id: int,
     ) -> None:
         writer = Writer(
             conn,
@@ -428,6 +438,7 @@ class SyncEngine:
             default_tax_status=self.default_tax_status,
             order_for=self.order_for,
             now=self.clock(),
+            cause=f"sync run {run_id}: left the export",
         )
         if stream is ObjectType.COMPANY:
             written = writer.write_companies(
@@ -465,7 +476,9 @@ class SyncEngine:
                 b.external_id for b in page.bad if b.external_id
             }
             missing = tuple(i for i in dict.fromkeys(ids) if i not in found)
-            self._transaction(lambda conn: self._apply_counted(conn, name, page, run_id, counts))
+            self._transaction(
+                lambda conn: self._apply_counted(conn, name, page, run_id, counts, mode)
+            )
         except RateLimitExhausted as exc:
             status, error = "rate_limited", str(exc)
         except (ConnectorError, CrmSyncError) as exc:
@@ -483,10 +496,16 @@ class SyncEngine:
         return RunResult(run_id, name, mode, status, counts, duration, error, missing=missing)
 
     def _apply_counted(
-        self, conn: Connection, name: str, page: Page, run_id: int, counts: runs.RunCounts
+        self,
+        conn: Connection,
+        name: str,
+        page: Page,
+        run_id: int,
+        counts: runs.RunCounts,
+        mode: str,
     ) -> None:
         fresh = runs.RunCounts()
-        self.apply_page(conn, name, page, run_id, fresh)
+        self.apply_page(conn, name, page, run_id, fresh, cause=f"{mode} run {run_id}")
         _assign(counts, fresh)
 
 
