@@ -113,7 +113,7 @@ def test_a_new_customer_starts_at_version_1_with_an_entry_recording_its_fields(
     entries = log_of(store, cid)
     assert version_of(store, cid) == 1
     assert [e["version"] for e in entries] == [1]
-    assert entries[0]["cause"] == "sync"
+    assert entries[0]["cause"].startswith("sync run ")
     assert fields(entries[0])["company_name"] == (None, "Company 1")
     assert fields(entries[0])["aliases"] == (None, cid)
 
