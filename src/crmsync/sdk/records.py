@@ -102,7 +102,10 @@ class CompanyRecord(_Record):
     aliases: tuple[str, ...] = ()
     modified_at: UtcDatetime | None = None
     deleted: bool = False
-    """The CRM reports the record deleted or archived (never inferred from absence)."""
+    """The CRM reports the record deleted or archived (never inferred from absence). A
+    deletion may carry only the id (and its modification time): it is a tombstone, and
+    the store changes nothing but the deletion mark, so the customer keeps its fields and
+    aliases and is held as ``source_deleted``."""
     merged_ids: tuple[str, ...] = ()
     """Ids of records the CRM merged into this one; their customers fold into this one."""
 
