@@ -341,6 +341,19 @@ def test_a_merged_away_customer_is_kept_and_marked_merged_into_the_survivor(
     assert [r["code"] for r in row.blocked_reasons] == ["merged"]
 
 
+def test_a_customers_json_carries_its_version_and_what_it_was_merged_into(
+    store: Store,
+) -> None:
+    _loser, survivor = merge(store)
+
+    with store.begin() as conn:
+        shown = service.show(conn, survivor)
+        version = conn.execute(
+            sa.select(customers.c.version).where(customers.c.id == survivor)
+        ).scalar_one()
+    assert (shown["version"], shown["merged_into"]) == (version, None)
+
+
 def test_a_merged_away_customers_id_and_aliases_resolve_to_the_survivor(store: Store) -> None:
     loser, survivor = merge(store)
 

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from crmsync.domain.model import BlockCode
+
 __all__ = [
     "MERGED_CODE",
     "SCALAR_FIELDS",
@@ -58,7 +60,7 @@ SET_FIELDS = ("aliases", "contacts", "merged_customers")
 
 #: The ``blocked_reasons`` code of a customer merged into another (never ready).
 #: (The log records a customer's reasons by their codes, as the field ``blocked``.)
-MERGED_CODE = "merged"
+MERGED_CODE = BlockCode.MERGED.value
 
 
 class FieldChange(NamedTuple):

@@ -53,6 +53,8 @@ class BlockCode(StrEnum):
     ALIAS_CONFLICT = "alias_conflict"
     SOURCE_DELETED = "source_deleted"
     ARCHIVED = "archived"
+    MERGED = "merged"
+    """The CRM merged the customer's record into another's: it is billed as that one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ _TITLES = {
     "alias_conflict": "Alias taken by another customer",
     "source_deleted": "Deleted in the CRM",
     "archived": "Archived",
+    "merged": "Merged into another customer",
 }
 
 _FIXES = {

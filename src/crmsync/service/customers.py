@@ -128,6 +128,8 @@ def customer_json(
         "archived_at": row.archived_at.isoformat() if row.archived_at else None,
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
+        "version": row.version,
+        "merged_into": row.merged_into,
     }
 
 
