@@ -38,10 +38,12 @@ from crmsync.sdk.records import (
     ObjectType,
     Record,
 )
+from crmsync.sdk.values import InvalidValue, show, tax_status_from_text
 from crmsync_file.config import CompanyFileSource, ContactFileSource, FileSource
 from crmsync_file.rows import BrokenRow, Row
 
 __all__ = [
+    "InvalidValue",
     "Mapped",
     "map_broken",
     "map_company",
@@ -63,21 +65,12 @@ MAX_ID_CHARS = 255
 """The longest id (and alias) the store keeps; a longer one makes the row bad."""
 
 
-class InvalidValue(ValueError):
-    """A cell value that cannot be read as the field's type; the message says why."""
-
-
 @dataclass(frozen=True, slots=True)
 class Mapped:
     """A row's outcome, and its modification time when that could be read."""
 
     item: Record | BadRecord
     modified_at: datetime | None = None
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _json_kind(value: object) -> str:
@@ -129,16 +122,16 @@ def parse_flag(value: object, source: FileSource) -> bool:
             return False
         if word in source.true_values:
             return True
-    raise InvalidValue(f"{_show(value)} is neither a true nor a false value")
+    raise InvalidValue(f"{show(value)} is neither a true nor a false value")
 
 
 def _from_epoch_ms(value: float) -> datetime:
     if value < _MIN_EPOCH_MS:
-        raise InvalidValue(f"{_show(value)} is not epoch milliseconds (seconds are not accepted)")
+        raise InvalidValue(f"{show(value)} is not epoch milliseconds (seconds are not accepted)")
     try:
         return _EPOCH + timedelta(milliseconds=value)
     except OverflowError:
-        raise InvalidValue(f"{_show(value)} is out of range for epoch milliseconds") from None
+        raise InvalidValue(f"{show(value)} is out of range for epoch milliseconds") from None
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -158,7 +151,7 @@ def parse_timestamp(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidValue(
-            f"{_show(text)} is neither an ISO 8601 timestamp nor epoch milliseconds"
+            f"{show(text)} is neither an ISO 8601 timestamp nor epoch milliseconds"
         ) from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
@@ -167,19 +160,7 @@ def parse_timestamp(value: object) -> datetime | None:
 
 def parse_tax_status(value: object, values: Mapping[str, TaxStatus]) -> TaxStatus | None:
     """A tax status from the configured value map or the status' own name."""
-    text = parse_text(value)
-    if text is None:
-        return None
-    if (mapped := values.get(text.casefold())) is not None:
-        return mapped
-    name = text.upper().replace(" ", "_").replace("-", "_")
-    try:
-        return TaxStatus(name)
-    except ValueError:
-        known = ", ".join(status.value for status in TaxStatus)
-        raise InvalidValue(
-            f"tax status {_show(text)} is not one of {known} or a key of tax_status_values"
-        ) from None
+    return tax_status_from_text(parse_text(value), values)
 
 
 def row_id(row: Row, column: str) -> str | None:

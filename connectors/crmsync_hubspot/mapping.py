@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -34,8 +34,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from crmsync.domain.values import TaxStatus
 from crmsync.sdk.records import BadRecord, CompanyLink, CompanyRecord, ContactRecord, ObjectType
+from crmsync.sdk.values import InvalidValue, parse_tax_status, parse_text, show
 from crmsync_hubspot.config import BillingContactSettings, CompanyProperties, ContactProperties
 from crmsync_hubspot.settings import MERGED_IDS_PROPERTY
 
@@ -59,28 +59,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_LINKS: tuple[CompanyLink, ...] = ()
 
 
-class InvalidValue(ValueError):
-    """A value that cannot be read as its field's type; the message says why."""
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def parse_text(value: object) -> str | None:
-    """A trimmed string, or ``None`` for a missing or empty value."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    raise InvalidValue(f"a JSON {type(value).__name__} where text was expected")
-
-
 def parse_timestamp(value: object) -> datetime | None:
     """An aware UTC datetime from ISO 8601 (naive means UTC) or epoch milliseconds."""
     if value is None:
@@ -88,7 +66,7 @@ def parse_timestamp(value: object) -> datetime | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return _from_epoch_ms(value)
     if not isinstance(value, str):
-        raise InvalidValue(f"{_show(value)} is not a timestamp")
+        raise InvalidValue(f"{show(value)} is not a timestamp")
     text = value.strip()
     if not text:
         return None
@@ -97,7 +75,7 @@ def parse_timestamp(value: object) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidValue(f"{_show(text)} is not an ISO 8601 timestamp") from None
+        raise InvalidValue(f"{show(text)} is not an ISO 8601 timestamp") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -105,23 +83,7 @@ def _from_epoch_ms(value: int) -> datetime:
     try:
         return _EPOCH + timedelta(milliseconds=value)
     except OverflowError:
-        raise InvalidValue(f"{_show(value)} is out of range for epoch milliseconds") from None
-
-
-def parse_tax_status(value: object, values: Mapping[str, TaxStatus]) -> TaxStatus | None:
-    """A tax status from the configured value map or the status' own name."""
-    text = parse_text(value)
-    if text is None:
-        return None
-    if (mapped := values.get(text.casefold())) is not None:
-        return mapped
-    try:
-        return TaxStatus(text.upper().replace(" ", "_").replace("-", "_"))
-    except ValueError:
-        known = ", ".join(status.value for status in TaxStatus)
-        raise InvalidValue(
-            f"tax status {_show(text)} is not one of {known} or a key of tax_status_values"
-        ) from None
+        raise InvalidValue(f"{show(value)} is out of range for epoch milliseconds") from None
 
 
 def _split(value: object) -> list[str]:

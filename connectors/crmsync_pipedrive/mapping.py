@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from crmsync.domain.values import TaxStatus
 from crmsync.sdk.records import BadRecord, CompanyLink, CompanyRecord, ContactRecord, ObjectType
+from crmsync.sdk.values import InvalidValue, parse_text, show, tax_status_from_text
 from crmsync_pipedrive.api import FieldDefinition
 from crmsync_pipedrive.config import ContactSettings, OrganizationSettings
 
@@ -52,10 +53,6 @@ __all__ = [
 ]
 
 _ID_ONLY_MARKERS = ("name", "first_name", "last_name", "emails", "address")
-
-
-class InvalidValue(ValueError):
-    """A value that cannot be read as its field's type; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +72,6 @@ class PersonFields:
     true_values: frozenset[str] = field(default_factory=frozenset)
 
 
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def record_id(raw: object) -> str | None:
     """The record's id as text, or ``None`` when it has none."""
     value = raw.get("id") if isinstance(raw, dict) else None
@@ -89,31 +81,19 @@ def record_id(raw: object) -> str | None:
     return text or None
 
 
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    raise InvalidValue(f"a JSON {type(value).__name__} where text was expected")
-
-
 def parse_timestamp(value: object) -> datetime | None:
     """An aware UTC datetime from RFC 3339 (or Pipedrive v1's ``YYYY-MM-DD HH:MM:SS``, UTC)."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidValue(f"{_show(value)} is not a timestamp")
+        raise InvalidValue(f"{show(value)} is not a timestamp")
     text = value.strip()
     if not text:
         return None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidValue(f"{_show(text)} is not an RFC 3339 timestamp") from None
+        raise InvalidValue(f"{show(text)} is not an RFC 3339 timestamp") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -126,7 +106,7 @@ def custom_values(raw: Mapping[str, Any], definition: FieldDefinition) -> list[s
     items = value if isinstance(value, list) else [value]
     texts: list[str] = []
     for item in items:
-        text = _text(item)
+        text = parse_text(item)
         if text is not None:
             texts.append(definition.options.get(text, text))
     return texts
@@ -140,13 +120,7 @@ def _tax_status(
     found = custom_values(raw, fields.tax_status)
     if not found:
         return None
-    text = found[0]
-    if (mapped := values.get(text.casefold())) is not None:
-        return mapped
-    try:
-        return TaxStatus("_".join(text.upper().replace("-", " ").replace("_", " ").split()))
-    except ValueError:
-        raise InvalidValue(f"tax status {_show(text)} is not one the config maps") from None
+    return tax_status_from_text(found[0], values)
 
 
 def _aliases(raw: Mapping[str, Any], fields: OrganizationFields) -> tuple[str, ...]:
@@ -158,7 +132,7 @@ def _aliases(raw: Mapping[str, Any], fields: OrganizationFields) -> tuple[str, .
 
 
 def _line1(address: Mapping[str, Any], number_first: bool) -> str | None:
-    route, number = _text(address.get("route")), _text(address.get("street_number"))
+    route, number = parse_text(address.get("route")), parse_text(address.get("street_number"))
     parts = [number, route] if number_first else [route, number]
     joined = " ".join(part for part in parts if part)
     return joined or None
@@ -169,14 +143,14 @@ def _address(raw: Mapping[str, Any], settings: OrganizationSettings) -> dict[str
     if address is None:
         return {}
     if not isinstance(address, dict):
-        raise InvalidValue(f"address {_show(address)} is not an object")
+        raise InvalidValue(f"address {show(address)} is not an object")
     return {
         "line1": _line1(address, settings.street_number_first),
-        "line2": _text(address.get("subpremise")),
-        "city": _text(address.get("locality")),
-        "state": _text(address.get("admin_area_level_1")),
-        "postal_code": _text(address.get("postal_code")),
-        "country": _text(address.get("country")),
+        "line2": parse_text(address.get("subpremise")),
+        "city": parse_text(address.get("locality")),
+        "state": parse_text(address.get("admin_area_level_1")),
+        "postal_code": parse_text(address.get("postal_code")),
+        "country": parse_text(address.get("country")),
     }
 
 
@@ -205,7 +179,7 @@ def map_organization(
             return CompanyRecord(external_id=external_id, deleted=True, modified_at=modified_at)
         return CompanyRecord(
             external_id=external_id,
-            name=_text(raw.get("name")),
+            name=parse_text(raw.get("name")),
             **_address(raw, settings),
             tax_status=_tax_status(raw, fields, settings.tax_status_values),
             aliases=_aliases(raw, fields),
@@ -230,23 +204,23 @@ def _emails(raw: Mapping[str, Any]) -> list[str]:
     if emails is None:
         return []
     if not isinstance(emails, list):
-        raise InvalidValue(f"emails {_show(emails)} is not a list")
+        raise InvalidValue(f"emails {show(emails)} is not a list")
     primary: list[str] = []
     others: list[str] = []
     for entry in emails:
         if not isinstance(entry, dict):
-            raise InvalidValue(f"email entry {_show(entry)} is not an object")
-        value = _text(entry.get("value"))
+            raise InvalidValue(f"email entry {show(entry)} is not an object")
+        value = parse_text(entry.get("value"))
         if value is not None:
             (primary if entry.get("primary") is True else others).append(value)
     return list(dict.fromkeys(primary[:1] + others + primary[1:]))
 
 
 def _name(raw: Mapping[str, Any]) -> str | None:
-    name = _text(raw.get("name"))
+    name = parse_text(raw.get("name"))
     if name is not None:
         return name
-    parts = [_text(raw.get("first_name")), _text(raw.get("last_name"))]
+    parts = [parse_text(raw.get("first_name")), parse_text(raw.get("last_name"))]
     return " ".join(part for part in parts if part) or None
 
 
@@ -257,7 +231,7 @@ def _org_id(raw: Mapping[str, Any]) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidValue(f"org_id {_show(value)} is not an id")
+        raise InvalidValue(f"org_id {show(value)} is not an id")
     return str(value).strip() or None
 
 

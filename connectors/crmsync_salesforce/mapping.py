@@ -29,15 +29,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from crmsync.domain.values import TaxStatus
 from crmsync.sdk.records import BadRecord, CompanyLink, CompanyRecord, ContactRecord, ObjectType
+from crmsync.sdk.values import InvalidValue, parse_tax_status, parse_text, show
 from crmsync_salesforce.config import AccountFields, BillingContactSettings, ContactFields
 
 __all__ = [
@@ -63,58 +63,20 @@ ROLES = "AccountContactRoles"
 _LINES = re.compile(r"\r\n|\r|\n")
 
 
-class InvalidValue(ValueError):
-    """A value that cannot be read as its field's type; the message says why."""
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def parse_text(value: object) -> str | None:
-    """A trimmed string, or ``None`` for a missing or empty value."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    raise InvalidValue(f"a JSON {type(value).__name__} where text was expected")
-
-
 def parse_timestamp(value: object) -> datetime | None:
     """An aware UTC datetime from Salesforce's ``2026-03-02T09:00:00.000+0000`` (ISO 8601)."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidValue(f"{_show(value)} is not a timestamp")
+        raise InvalidValue(f"{show(value)} is not a timestamp")
     text = value.strip()
     if not text:
         return None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidValue(f"{_show(text)} is not an ISO 8601 timestamp") from None
+        raise InvalidValue(f"{show(text)} is not an ISO 8601 timestamp") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def parse_tax_status(value: object, values: Mapping[str, TaxStatus]) -> TaxStatus | None:
-    """A tax status from the configured value map or the status' own name."""
-    text = parse_text(value)
-    if text is None:
-        return None
-    if (mapped := values.get(text.casefold())) is not None:
-        return mapped
-    try:
-        return TaxStatus(text.upper().replace(" ", "_").replace("-", "_"))
-    except ValueError:
-        known = ", ".join(status.value for status in TaxStatus)
-        raise InvalidValue(
-            f"tax status {_show(text)} is not one of {known} or a key of tax_status_values"
-        ) from None
 
 
 def split_street(value: object) -> tuple[str | None, str | None]:
