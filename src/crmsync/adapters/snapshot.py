@@ -11,7 +11,7 @@ customers as ``source_deleted``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -87,10 +87,8 @@ def live_count(conn: Connection, connector: str, stream: ObjectType) -> int:
     )
 
 
-def unseen(
-    conn: Connection, connector: str, stream: ObjectType, since: datetime
-) -> Iterator[list[str]]:
-    """Batches of the ids of present records the pass begun at ``since`` did not deliver."""
+def unseen(conn: Connection, connector: str, stream: ObjectType, since: datetime) -> list[str]:
+    """The ids of present records the pass begun at ``since`` did not deliver."""
     table, where = _live(connector, stream)
     stmt = (
         sa.select(table.c.external_id)
@@ -98,6 +96,4 @@ def unseen(
         .where(*where, sa.or_(table.c.seen_at.is_(None), table.c.seen_at < since))
         .order_by(table.c.external_id)
     )
-    ids = [row.external_id for row in conn.execute(stmt)]
-    for batch in chunks(ids):
-        yield list(batch)
+    return [row.external_id for row in conn.execute(stmt)]

@@ -34,6 +34,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from crmsync.adapters import leases, runs, snapshot
 from crmsync.adapters.batch import take_rows_written
 from crmsync.adapters.readiness import OrderFor
+from crmsync.adapters.sql import chunks
 from crmsync.adapters.store import Store
 from crmsync.adapters.writer import Writer
 from crmsync.domain import TaxStatus
@@ -406,7 +407,8 @@ class SyncEngine:
         snapshot.mark_seen(conn, name, page.stream, delivered, now)
         if page.cursor.in_pass:
             return
-        missing = sum(len(b) for b in snapshot.unseen(conn, name, page.stream, snap.began))
+        gone = snapshot.unseen(conn, name, page.stream, snap.began)
+        missing = len(gone)
         present = snapshot.live_count(conn, name, page.stream)
         if missing and missing > snap.max_share * present:
             raise DeletionsStopped(
@@ -416,7 +418,7 @@ class SyncEngine:
                 " If the records were removed on purpose, run `crm-sync sync --full"
                 " --force-deletions`"
             )
-        for batch in snapshot.unseen(conn, name, page.stream, snap.began):
+        for batch in chunks(gone):
             self._apply_tombstones(conn, name, page.stream, batch, counts, snap.run_id)
         runs.forget_unseen_without_id(conn, name, page.stream, snap.began)
         snapshot.start_pass(conn, name, page.stream, None)
