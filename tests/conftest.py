@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from crmsync.adapters.store import Store, create_store
-from crmsync.adapters.tables import metadata
+from tests.support.stores import empty
 
 ADMIN_URL = os.environ.get(
     "CRMSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -65,12 +65,6 @@ def pg_url(worker_id: str) -> Iterator[str]:
     admin.dispose()
 
 
-def _empty(store: Store) -> None:
-    with store.begin() as conn:
-        names = ", ".join(t.name for t in metadata.sorted_tables)
-        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
     """The URL of an empty, migrated store: once on SQLite, once on PostgreSQL."""
@@ -84,7 +78,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Ite
     url = request.getfixturevalue("pg_url")
     yield url
     store = create_store(url)
-    _empty(store)
+    empty(store)
     store.dispose()
 
 

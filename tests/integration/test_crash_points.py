@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from tests.support.data import company, contact, later, make_engine
 from tests.support.memory import MemoryConnector
 from tests.support.snapshot import snapshot
+from tests.support.stores import empty
 
 from crmsync.adapters.store import Store, create_store
 from crmsync.sdk import BadRecord, ObjectType
@@ -68,21 +69,6 @@ def recording(store: Store, recorder: Recorder) -> Iterator[Recorder]:
         sa.event.remove(store.engine, "begin", recorder.begin)
 
 
-_TABLES = (
-    "customers, contacts, aliases, external_refs, pending_links, quarantine, sync_state,"
-    " sync_runs, sync_leases"
-)
-
-
-def _empty(store: Store) -> None:
-    with store.begin() as conn:
-        if store.dialect == "postgresql":
-            conn.execute(sa.text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(_TABLES.split(", ")):
-                conn.execute(sa.text(f"DELETE FROM {table.strip()}"))  # noqa: S608 - our names
-
-
 def _page_statements(store: Store) -> tuple[list[tuple[int, int]], Any]:
     """Every statement position inside two page transactions (a company page and a
     contact page) of a clean run on ``store``, and the clean run's store content."""
@@ -98,7 +84,7 @@ def _page_statements(store: Store) -> tuple[list[tuple[int, int]], Any]:
 
 
 def _crash_and_resume(store: Store, point: tuple[int, int], expected: Any) -> None:
-    _empty(store)
+    empty(store)
     with recording(store, Recorder(crash_at=point)) as recorder:
         crashed = make_engine(store).run("crm", crm(), full=True)
     assert recorder.crash_at is None, f"never reached statement {point}"
@@ -127,7 +113,7 @@ def test_a_crash_inside_a_page_transaction_on_postgresql_resumes_to_the_clean_st
     # A fresh Store for every run: each keeps its own planner-statistics bookkeeping,
     # and the statements of a page must be the same from run to run.
     store = create_store(pg_url)
-    _empty(store)
+    empty(store)
     points, expected = _page_statements(store)
     store.dispose()
     try:
@@ -137,5 +123,5 @@ def test_a_crash_inside_a_page_transaction_on_postgresql_resumes_to_the_clean_st
             store.dispose()
     finally:
         store = create_store(pg_url)
-        _empty(store)
+        empty(store)
         store.dispose()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -13,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from tests.support.data import company, make_engine
 from tests.support.memory import MemoryConnector
+from tests.support.stores import wait_until
 
 from crmsync.adapters import leases
 from crmsync.adapters.store import Store
@@ -36,14 +36,6 @@ class HeldCrm(MemoryConnector):
                 self.reached.set()
                 assert self.release.wait(30), "the test never released the CRM"
             yield page
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 20
-    pause = threading.Event()
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        pause.wait(0.02)
 
 
 def _in_background(store: Store, crm: MemoryConnector) -> tuple[threading.Thread, list[RunResult]]:
@@ -78,9 +70,9 @@ def test_a_crm_answer_slower_than_the_lease_does_not_lose_it(store: Store) -> No
     thread, results = _in_background(store, crm)
     assert crm.reached.wait(20)
     first = _lease_expiry(store)
-    _until(lambda: _lease_expiry(store) != first, "the heartbeat renews the lease")
+    wait_until(lambda: _lease_expiry(store) != first, "the heartbeat renews the lease")
     renewed = _lease_expiry(store)
-    _until(lambda: _lease_expiry(store) != renewed, "it renews it again, past the first TTL")
+    wait_until(lambda: _lease_expiry(store) != renewed, "it renews it again, past the first TTL")
 
     with pytest.raises(ConnectorBusy):
         make_engine(store, lease_ttl=TTL).run("crm", MemoryConnector(companies=[company(1)]))
@@ -133,7 +125,7 @@ def test_a_holder_on_another_machine_keeps_the_lease_until_it_expires(store: Sto
     with pytest.raises(ConnectorBusy):
         make_engine(store).run("crm", MemoryConnector(companies=[company(1)]))
 
-    _until(lambda: _runs(store), "the remote lease expires by the database's clock")
+    wait_until(lambda: _runs(store), "the remote lease expires by the database's clock")
 
 
 def _runs(store: Store) -> bool:

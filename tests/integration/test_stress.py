@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 import sqlalchemy as sa
 from tests.support import stress
+from tests.support.stores import empty
 
 from crmsync.adapters.store import create_store
 from crmsync.adapters.tables import aliases, contacts, customers, external_refs, pending_links
@@ -74,9 +75,5 @@ def test_three_writers_racing_leave_every_newest_version_and_every_hand_made_cho
             ).all()  # fmt: skip
             assert folded == []
     finally:
-        with store.begin() as conn:
-            conn.execute(sa.text(
-                "TRUNCATE customers, contacts, aliases, external_refs, pending_links, quarantine,"
-                " sync_state, sync_runs, sync_leases RESTART IDENTITY CASCADE"
-            ))  # fmt: skip
+        empty(store)
         store.dispose()

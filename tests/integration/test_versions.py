@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -11,10 +10,11 @@ import pytest
 import sqlalchemy as sa
 from tests.support.data import company, contact, later, make_engine
 from tests.support.memory import MemoryConnector
+from tests.support.stores import empty, wait_until
 
 from crmsync.adapters import runs
 from crmsync.adapters.store import Store, create_store
-from crmsync.adapters.tables import contacts, customers, external_refs, metadata
+from crmsync.adapters.tables import contacts, customers, external_refs
 from crmsync.sdk import CompanyRecord, ContactRecord, Cursor, ObjectType, Page
 
 READ = datetime(2026, 12, 4, 12, tzinfo=UTC)
@@ -95,15 +95,6 @@ def _waiting_on_locks(store: Store) -> int:
         )
 
 
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 20
-    woken = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        woken.wait(0.02)  # re-check the database's view; nothing here decides an order
-
-
 @pytest.mark.postgres
 def test_an_older_version_queued_behind_a_newer_one_never_overwrites_it(
     pg_url: str,
@@ -137,10 +128,10 @@ def test_an_older_version_queued_behind_a_newer_one_never_overwrites_it(
 
         newer = threading.Thread(target=write("V2", 2))
         newer.start()
-        _until(lambda: _waiting_on_locks(store) >= 1, "the webhook import waits")
+        wait_until(lambda: _waiting_on_locks(store) >= 1, "the webhook import waits")
         older = threading.Thread(target=write("V1", 1))
         older.start()
-        _until(lambda: _waiting_on_locks(store) >= 2, "the polling page waits too")
+        wait_until(lambda: _waiting_on_locks(store) >= 2, "the polling page waits too")
         blocker.rollback()
         holder.close()
         newer.join(30)
@@ -149,9 +140,7 @@ def test_an_older_version_queued_behind_a_newer_one_never_overwrites_it(
         assert errors == []
         assert name_of(store, "c1") == "V2"
     finally:
-        with store.begin() as conn:
-            names = ", ".join(t.name for t in metadata.sorted_tables)
-            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        empty(store)
         store.dispose()
 
 
@@ -188,7 +177,7 @@ def _race(store: Store, first: Page, second: Page) -> None:
 
     thread = threading.Thread(target=run_second)
     thread.start()
-    _until(lambda: done.is_set() or _waiting_on_locks(store) >= 1, "the second writer waits")
+    wait_until(lambda: done.is_set() or _waiting_on_locks(store) >= 1, "the second writer waits")
     transaction.commit()
     conn.close()
     thread.join(30)
@@ -215,7 +204,5 @@ def test_a_contact_and_its_company_written_at_once_are_always_joined(
         with store.begin() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM pending_links")).scalar() == 0
     finally:
-        with store.begin() as conn:
-            names = ", ".join(t.name for t in metadata.sorted_tables)
-            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        empty(store)
         store.dispose()

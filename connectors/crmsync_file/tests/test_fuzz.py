@@ -30,8 +30,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import ADMIN_URL, REQUIRE_PG, _empty, _pg_reachable
+from tests.conftest import ADMIN_URL, REQUIRE_PG, _pg_reachable
 from tests.support.data import make_engine
+from tests.support.stores import empty
 
 from crmsync.adapters.store import Store, create_store
 from crmsync.adapters.tables import contacts, customers, external_refs, quarantine
@@ -293,7 +294,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         created = create_store(request.getfixturevalue("fuzz_pg_url"))
     yield created
     if request.param == "postgresql":
-        _empty(created)
+        empty(created)
     created.dispose()
 
 
