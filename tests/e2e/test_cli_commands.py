@@ -129,3 +129,46 @@ def test_resync_names_the_missing_ids_and_succeeds_when_some_were_found(project:
 
     assert result.code == 0, result.stderr
     assert result.json()["runs"][0]["missing"] == ["C-9999"]
+
+
+def test_resync_takes_companies_and_contacts_in_one_run(project: Path) -> None:
+    run_cli("sync", cwd=project)
+
+    result = run_cli(
+        "resync", "sample", "--company", "C-1046", "--contact", "P-2095", "--json", cwd=project
+    )
+
+    assert result.code == 0, result.stderr
+    (run,) = result.json()["runs"]
+    assert run["mode"] == "resync"
+    assert run["counts"]["seen"] == 2
+
+
+def test_resync_marks_records_the_crm_no_longer_has_deleted_when_asked(project: Path) -> None:
+    run_cli("sync", cwd=project)
+    contacts_csv = project / "examples" / "contacts.csv"
+    lines = contacts_csv.read_text(encoding="utf-8").splitlines()
+    contacts_csv.write_text(
+        "\n".join(line for line in lines if not line.startswith("P-2095,")) + "\n",
+        encoding="utf-8",
+    )
+
+    listed = run_cli("resync", "sample", "--contact", "P-2095", cwd=project)
+    assert listed.code == 4  # only named: the store keeps the contact
+    kept = run_cli("customers", "show", "sample:C-1046", "--json", cwd=project).json()
+    assert "P-2095" in [c.get("external_id") for c in kept["contacts"]]
+    marked = run_cli(
+        "resync", "sample", "--contact", "P-2095", "--mark-missing-deleted", "--json", cwd=project
+    )
+
+    assert marked.code == 0, marked.stderr
+    assert marked.json()["runs"][0]["missing"] == ["P-2095"]
+    shown = run_cli("customers", "show", "sample:C-1046", "--json", cwd=project).json()
+    assert "P-2095" not in [c.get("external_id") for c in shown["contacts"]]
+
+
+def test_resync_without_any_record_named_is_a_usage_error(project: Path) -> None:
+    result = run_cli("resync", "sample", cwd=project)
+
+    assert result.code == 2
+    assert "--company" in result.stderr

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -433,6 +433,8 @@ class SyncEngine:
         ids: Sequence[str],
         counts: runs.RunCounts,
         run_id: int,
+        *,
+        cause: str | None = None,
     ) -> None:
         writer = Writer(
             conn,
@@ -440,7 +442,7 @@ class SyncEngine:
             default_tax_status=self.default_tax_status,
             order_for=self.order_for,
             now=self.clock(),
-            cause=f"sync run {run_id}: left the export",
+            cause=cause or f"sync run {run_id}: left the export",
         )
         if stream is ObjectType.COMPANY:
             written = writer.write_companies(
@@ -452,6 +454,8 @@ class SyncEngine:
             )
         writer.refresh(written.touched)
         counts.updated += written.updated
+        counts.stale += written.stale
+        counts.skipped += written.skipped
 
     def resync(
         self,
@@ -462,24 +466,52 @@ class SyncEngine:
         *,
         mode: str = "resync",
     ) -> RunResult:
-        """Re-import the named records now, without moving the stream's cursor.
+        """Re-import the named records of one object type now (see :meth:`import_records`)."""
+        return self.import_records(name, connector, {object_type: ids}, mode=mode)
 
-        Takes no lease: it may run while a scheduled sync of the same connector is under
-        way (webhook imports do), which the writer's concurrency rules make safe.
+    def import_records(
+        self,
+        name: str,
+        connector: Connector,
+        wanted: Mapping[ObjectType, Sequence[str]],
+        *,
+        mode: str = "resync",
+        missing_deleted: bool = False,
+    ) -> RunResult:
+        """The one way in for records outside a pass: fetch the named records of each
+        object type from the CRM now and apply them, without moving any cursor.
+
+        Companies are applied before contacts, all in one transaction, under one run row
+        (``mode`` names what started it: ``resync``, ``webhook``). A requested id the CRM
+        does not return is listed in the result's ``missing``; with ``missing_deleted``
+        it is marked deleted in the store (a deletion the CRM confirms). The readiness of
+        the customers it touched is recomputed before it returns. Takes no lease: it may
+        run while a sync of the same connector is under way (webhook imports do), which
+        the writer's version rules make safe. Any exception ends the run as failed.
         """
         started = time.monotonic()
         run_id = self._start(name, mode, lease=None)
         counts = runs.RunCounts()
         status, error = "succeeded", None
-        missing: tuple[str, ...] = ()
+        missing: dict[ObjectType, tuple[str, ...]] = {}
         try:
-            page = connector.fetch(object_type, ids)
-            found = {r.external_id for r in page.records} | {
-                b.external_id for b in page.bad if b.external_id
-            }
-            missing = tuple(i for i in dict.fromkeys(ids) if i not in found)
+            pages = {}
+            for kind in (ObjectType.COMPANY, ObjectType.CONTACT):
+                ids = list(dict.fromkeys(wanted.get(kind, ())))
+                if ids:
+                    pages[kind] = connector.fetch(kind, ids)
+                    missing[kind] = _not_returned(ids, pages[kind])
+            gone = missing if missing_deleted else {}
             self._transaction(
-                lambda conn: self._apply_counted(conn, name, page, run_id, counts, mode)
+                partial(
+                    self._import_pages,
+                    name=name,
+                    pages=pages,
+                    gone=gone,
+                    run_id=run_id,
+                    counts=counts,
+                    cause=f"{mode} run {run_id}",
+                )
             )
         except RateLimitExhausted as exc:
             status, error = "rate_limited", str(exc)
@@ -488,27 +520,50 @@ class SyncEngine:
         except KeyboardInterrupt:
             self._finish(name, run_id, "interrupted", counts, "interrupted by the user")
             raise
-        except Exception as exc:
+        except BaseException as exc:
             error = self.redact(f"{type(exc).__name__}: {exc}")
             self._finish(name, run_id, "failed", counts, error)
             raise
         error = None if error is None else self.redact(error)
         self._finish(name, run_id, status, counts, error)
         duration = time.monotonic() - started
-        return RunResult(run_id, name, mode, status, counts, duration, error, missing=missing)
+        return RunResult(
+            run_id,
+            name,
+            mode,
+            status,
+            counts,
+            duration,
+            error,
+            missing=tuple(i for ids in missing.values() for i in ids),
+        )
 
-    def _apply_counted(
+    def _import_pages(
         self,
         conn: Connection,
+        *,
         name: str,
-        page: Page,
+        pages: Mapping[ObjectType, Page],
+        gone: Mapping[ObjectType, Sequence[str]],
         run_id: int,
         counts: runs.RunCounts,
-        mode: str,
+        cause: str,
     ) -> None:
         fresh = runs.RunCounts()
-        self.apply_page(conn, name, page, run_id, fresh, cause=f"{mode} run {run_id}")
+        for kind in (ObjectType.COMPANY, ObjectType.CONTACT):
+            page = pages.get(kind)
+            if page is not None:
+                self.apply_page(conn, name, page, run_id, fresh, cause=cause)
+            if gone.get(kind):
+                self._apply_tombstones(conn, name, kind, gone[kind], fresh, run_id, cause=cause)
         _assign(counts, fresh)
+
+
+def _not_returned(ids: Sequence[str], page: Page) -> tuple[str, ...]:
+    """The requested ids a fetch returned neither as a record nor as a bad record."""
+    found = {r.external_id for r in page.records}
+    found |= {b.external_id for b in page.bad if b.external_id}
+    return tuple(i for i in ids if i not in found)
 
 
 def _plus(a: runs.RunCounts, b: runs.RunCounts) -> runs.RunCounts:
