@@ -103,6 +103,14 @@ customers = sa.Table(
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     # set when a CRM merge folded this customer into another: kept, never listed or ready
     sa.Column("merged_into", ID),
+    # touched by a write whose readiness recompute is still to come (adapters/readiness.py)
+    sa.Column("refresh_pending", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+sa.Index(
+    "ix_customers_refresh_pending",
+    customers.c.id,
+    postgresql_where=customers.c.refresh_pending,
+    sqlite_where=customers.c.refresh_pending,
 )
 
 customer_changes = sa.Table(

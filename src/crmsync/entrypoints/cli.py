@@ -431,30 +431,59 @@ def resync(
         str, typer.Argument(metavar="CONNECTOR", help="The connector to read from.")
     ],
     external_ids: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--external-id",
             metavar="ID",
-            help="A CRM record id to re-import (repeat for several).",
+            help="A CRM record id to re-import, of the --type given (repeat for several).",
         ),
-    ],
+    ] = None,
     object_type: Annotated[
-        ObjectType, typer.Option("--type", help="What the ids are.")
+        ObjectType, typer.Option("--type", help="What the --external-id ids are.")
     ] = ObjectType.COMPANY,
+    company_ids: Annotated[
+        list[str] | None,
+        typer.Option("--company", metavar="ID", help="A CRM company id (repeat for several)."),
+    ] = None,
+    contact_ids: Annotated[
+        list[str] | None,
+        typer.Option("--contact", metavar="ID", help="A CRM contact id (repeat for several)."),
+    ] = None,
+    mark_deleted: Annotated[
+        bool,
+        typer.Option(
+            "--mark-missing-deleted",
+            help="Mark the named records the CRM no longer has as deleted in the store"
+            " (their customers are held; their data stays).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-import named CRM records now (exit 4 when the CRM has none of them)."""
+    """Re-import named CRM records now, companies and contacts in one run, without moving
+    any cursor (exit 4 when the CRM has none of them)."""
+    wanted: dict[ObjectType, list[str]] = {
+        ObjectType.COMPANY: list(company_ids or ()),
+        ObjectType.CONTACT: list(contact_ids or ()),
+    }
+    wanted[object_type] += external_ids or ()
+    named = [i for ids in wanted.values() for i in ids]
+    if not named:
+        raise typer.BadParameter(
+            "name at least one record: --company ID, --contact ID or --external-id ID"
+        )
     application = _app(ctx)
     source = application.build_connector(connector)
     started = time.monotonic()
     try:
         with _interruptible():
-            result = application.engine().resync(connector, source, object_type, external_ids)
+            result = application.engine().import_records(
+                connector, source, wanted, missing_deleted=mark_deleted
+            )
     finally:
         source.close()
     _report(ctx, [result], started, as_json)
     _exit_for([result])
-    if result.missing and set(result.missing) >= set(external_ids):
+    if result.missing and set(result.missing) >= set(named) and not mark_deleted:
         raise typer.Exit(NotFoundError.exit_code)
 
 
