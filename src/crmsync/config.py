@@ -35,6 +35,7 @@ __all__ = [
     "AppConfig",
     "Defaults",
     "Settings",
+    "WebhooksConfig",
     "load_settings",
     "parse_settings",
     "secret_values",
@@ -73,6 +74,51 @@ class ChangeLogConfig(BaseModel):
     )
 
 
+class WebhooksConfig(BaseModel):
+    """How ``crm-sync serve`` takes webhook deliveries and applies them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1_024, description="larger deliveries are refused (413)"
+    )
+    max_attempts: int = Field(
+        default=8, ge=1, description="an event still failing after this many is set aside"
+    )
+    retry_seconds: float = Field(
+        default=30.0, gt=0, description="wait before the first retry; doubles each attempt"
+    )
+    max_retry_seconds: float = Field(
+        default=3_600.0, gt=0, description="the longest wait between two attempts"
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="the URL the CRM calls, up to where /webhooks/... begins (behind a"
+        " proxy the host differs); signatures that cover the URL are checked against it",
+    )
+    batch_size: int = Field(
+        default=500, ge=1, le=5_000, description="events applied together in one import"
+    )
+    coalesce_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="an import waits this long for more events before it starts, so that"
+        " a burst is applied in a few imports instead of one per delivery",
+    )
+    claim_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="an event a worker claimed and did not finish is retried after this",
+    )
+    poll_seconds: float = Field(
+        default=2.0, gt=0, description="how often the worker looks for due events"
+    )
+    retention_days: int = Field(
+        default=7, ge=1, description="applied events are kept this long (re-deliveries dropped)"
+    )
+
+
 class AppConfig(BaseModel):
     """The top level of the config file."""
 
@@ -85,6 +131,7 @@ class AppConfig(BaseModel):
     defaults: Defaults = Field(default_factory=Defaults)
     change_log: ChangeLogConfig = Field(default_factory=ChangeLogConfig)
     log_level: str = Field(default="WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
 
 class Settings(BaseModel):

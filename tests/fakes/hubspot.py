@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import socket
 import threading
@@ -49,7 +50,7 @@ import time
 import uuid
 from array import array
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -393,23 +394,49 @@ def _contact_generator(seed: int, layout: _Layout) -> Callable[[int], dict[str, 
 
 @dataclass(frozen=True)
 class _Layout:
-    """Which generated contact belongs to which generated company (contiguous blocks)."""
+    """Which generated contact belongs to which generated company.
+
+    In contiguous blocks by default (a company's contacts are created one after the
+    other); with ``spread``, contacts in creation order belong to companies all over
+    the portal, as a real CRM lists them: contact ``p`` takes the block slot
+    ``(p * step + offset) mod contacts``, a permutation, so every company still gets
+    its share of contacts.
+    """
 
     companies: int = 0
     contacts: int = 0
     seed: int = 0
     billing_share: float = 0.0
+    spread: bool = False
+
+    def _step(self) -> tuple[int, int]:
+        m = self.contacts
+        step = (m * 6 // 10) | 1
+        while math.gcd(step, m) != 1:
+            step += 2
+        return step % m if m else 0, (self.seed * 7919) % m if m else 0
+
+    def _slot(self, contact_pos: int) -> int:
+        if not self.spread:
+            return contact_pos
+        step, offset = self._step()
+        return (contact_pos * step + offset) % self.contacts
 
     def company_of(self, contact_pos: int) -> int | None:
         if self.companies == 0 or contact_pos >= self.contacts:
             return None
-        return contact_pos * self.companies // self.contacts
+        return self._slot(contact_pos) * self.companies // self.contacts
 
-    def contacts_of(self, company_pos: int) -> range:
+    def contacts_of(self, company_pos: int) -> Sequence[int]:
         n, m = self.companies, self.contacts
         if m == 0 or company_pos >= n:
             return range(0)
-        return range((company_pos * m + n - 1) // n, ((company_pos + 1) * m + n - 1) // n)
+        slots = range((company_pos * m + n - 1) // n, ((company_pos + 1) * m + n - 1) // n)
+        if not self.spread:
+            return slots
+        step, offset = self._step()
+        inverse = pow(step, -1, m)
+        return sorted((slot - offset) * inverse % m for slot in slots)
 
     def billing_contact_of(self, company_pos: int) -> int | None:
         members = self.contacts_of(company_pos)
@@ -582,6 +609,7 @@ class HubSpotData:
         base_time: datetime = _DEFAULT_BASE_TIME,
         billing_share: float = 0.8,
         clock: Callable[[], float] = time.time,
+        spread: bool = False,
     ) -> HubSpotData:
         """Build a data set fast: ``contacts`` spread in blocks of ~contacts/companies per company.
 
@@ -590,13 +618,14 @@ class HubSpotData:
         Create dates start at ``base_time`` (companies one per 5 minutes, contacts one per 30 s);
         modified dates lie 0-30 days after creation, not in id order. With ``same_timestamp``
         every record's modified date is ``base_time`` (a month-end bulk update) and the create
-        dates lie before it.
+        dates lie before it. With ``spread`` the contacts, in creation order, belong to
+        companies all over the portal instead of in blocks.
         """
         if companies < 0 or contacts < 0:
             raise ValueError("counts must be >= 0")
         data = cls(clock=clock)
         base_ms = _datetime_ms(base_time)
-        layout = _Layout(companies, contacts, seed, billing_share)
+        layout = _Layout(companies, contacts, seed, billing_share, spread)
         company_times = _timestamps(companies, base_ms, 300_000, seed, same_timestamp)
         contact_times = _timestamps(contacts, base_ms, 30_000, seed + 1, same_timestamp)
         data._stores["companies"] = _Store(

@@ -376,7 +376,7 @@ def test_a_merged_away_customer_is_not_listed_or_counted(store: Store) -> None:
 def test_a_merge_is_logged_on_both_customers_and_replays(store: Store) -> None:
     loser, survivor = merge(store)
 
-    assert fields(log_of(store, loser)[-1])["merged_into"] == (None, survivor)
+    assert any(fields(e).get("merged_into") == (None, survivor) for e in log_of(store, loser))
     assert any(fields(e).get("merged_customers") == (None, loser) for e in log_of(store, survivor))
     assert replayed(store, loser) == billing_state(store, loser)
     assert replayed(store, survivor) == billing_state(store, survivor)

@@ -42,14 +42,25 @@ from crmsync.domain import (
     check_email,
     choose_primary,
 )
-from crmsync.domain.changes import FieldChange, blocked_codes, merged_reason, set_changes
+from crmsync.domain.changes import (
+    FieldChange,
+    blocked_codes,
+    contact_summary,
+    contact_write,
+    merged_reason,
+    set_changes,
+)
 
 __all__ = [
     "ContactChanges",
     "OrderFor",
     "email_valid",
+    "mark_pending",
     "new_customer_readiness",
+    "pending_count",
     "refresh_customers",
+    "refresh_pending",
+    "write_deferred",
 ]
 
 OrderFor = Callable[[str | None], Sequence[PrimarySource]]
@@ -73,6 +84,10 @@ class ContactChanges:
 
     inserts: list[dict[str, Any]] = field(default_factory=list)
     updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    before: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The stored rows the updates change (``id``, ``name``, ``email``,
+    ``billing_preference``, ``removed_at``), by contact id: what the change log
+    compares with when the contacts are written ahead of the refresh."""
 
     def customers(self) -> set[str]:
         return {row["customer_id"] for row in self.inserts} | {cid for cid, _ in self.updates}
@@ -147,6 +162,7 @@ _CUSTOMER_COLUMNS = (
     customers.c.archived_at,
     customers.c.version,
     customers.c.merged_into,
+    customers.c.refresh_pending,
 )
 _CONTACT_COLUMNS = (
     contacts.c.id,
@@ -226,7 +242,80 @@ def primary_value(row: Mapping[Any, Any] | ContactView | None) -> dict[str, Any]
         return None
     if isinstance(row, ContactView):
         return {"id": row.id, "name": row.name, "email": row.email}
-    return {"id": row["id"], "name": row["name"], "email": row["email"]}
+    return contact_summary(row)
+
+
+def write_deferred(conn: Connection, changes: ContactChanges, log: ChangeLog) -> set[str]:
+    """Write a writer's contact rows now and leave the primary contact and readiness of
+    their customers to a later refresh (see :func:`mark_pending`).
+
+    The rows keep the billing preference they have (a new row is standard; a row
+    leaving its customer has none), so the one-primary index holds without deciding
+    anything. What the rows change about their customers (contacts joining or leaving,
+    the primary's details) is noted in ``log``. A membership a concurrent transaction
+    inserted first makes the insert fail, and the page is retried against it. Returns
+    the customers whose contacts were written.
+    """
+    for row in changes.inserts:
+        log.note(row["customer_id"], [FieldChange("contacts", None, row["id"])])
+    for cid, values in changes.updates:
+        log.note(cid, contact_write(changes.before.get(values["id"]), values, primary=_PRIMARY))
+    update_rows(conn, contacts, ["id"], [values for _, values in changes.updates])
+    copy_rows(conn, contacts, changes.inserts)
+    return changes.customers()
+
+
+def mark_pending(conn: Connection, customer_ids: Iterable[str]) -> None:
+    """Mark customers whose readiness a later :func:`refresh_pending` recomputes.
+
+    The update takes each customer's row lock, unconditionally: a refresh under way
+    for one of them finishes first, and then the mark stays for the next one (a
+    conditional ``WHERE NOT refresh_pending`` could skip a row a refresh is about to
+    clear, and lose this transaction's changes from its readiness).
+    """
+    for batch in chunks(sorted(set(customer_ids)), _BATCH):
+        conn.execute(
+            sa.update(customers)
+            .where(is_in(conn, customers.c.id, batch))
+            .values(refresh_pending=True)
+        )
+
+
+def pending_count(conn: Connection) -> int:
+    """How many customers wait for their readiness refresh (read from the partial index)."""
+    return int(
+        conn.execute(sa.select(sa.func.count()).where(customers.c.refresh_pending)).scalar_one()
+    )
+
+
+def refresh_pending(
+    conn: Connection,
+    *,
+    order_for: OrderFor,
+    now: datetime,
+    cause: str,
+    limit: int = _BATCH,
+) -> int:
+    """Recompute the readiness of up to ``limit`` customers marked pending, in this
+    transaction; returns how many were taken (0: none is waiting).
+
+    On PostgreSQL, customers another transaction is refreshing are skipped (``SKIP
+    LOCKED``), so several workers share the waiting ones instead of queueing on them.
+    """
+    query = (
+        sa.select(customers.c.id)
+        .where(customers.c.refresh_pending)
+        .order_by(customers.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(conn.execute(query).scalars())
+    if ids:
+        log = ChangeLog(cause=cause, at=now)
+        refresh_customers(conn, ids, order_for=order_for, now=now, log=log)
+        log.flush(conn)
+    return len(ids)
 
 
 def _as_stored(
@@ -267,6 +356,7 @@ def _customer_update(
         **readiness,
         "updated_at": now,
         "version": version or cust.version,
+        "refresh_pending": False,
     }, moved
 
 
@@ -376,6 +466,7 @@ def _refresh_batch(
     final: dict[str, str] = {}  # contact id -> billing preference it must end with
     checked: dict[str, bool] = {}  # contact id -> outcome of an email check made here
     customer_updates: list[dict[str, Any]] = []
+    done: list[dict[str, Any]] = []  # waited for this refresh, and nothing else changed
     primaries_changed = readiness_changed = 0
     for cust in cust_rows:
         log.versions[cust.id] = cust.version
@@ -412,6 +503,8 @@ def _refresh_batch(
         readiness_changed += moved
         if update is not None:
             customer_updates.append(update)
+        elif cust.refresh_pending:
+            done.append({"id": cust.id, "refresh_pending": False})
 
     # Demote first, so that the one-primary index never sees two; then the pending
     # writes in their final state; then promotions of rows nothing else writes.
@@ -444,4 +537,5 @@ def _refresh_batch(
     # the addresses checked here that no write above carried
     update_rows(conn, contacts, ["id"], [{"id": i, "email_valid": v} for i, v in checked.items()])
     update_rows(conn, customers, ["id"], customer_updates)
+    update_rows(conn, customers, ["id"], done)
     return readiness_changed + primaries_changed

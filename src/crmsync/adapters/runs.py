@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -19,6 +19,7 @@ __all__ = [
     "clear_quarantine",
     "finish_run",
     "forget_unseen_without_id",
+    "last_sync_starts",
     "load_cursor",
     "quarantine_records",
     "resolve_quarantine",
@@ -89,6 +90,28 @@ def start_run(conn: Connection, connector: str, mode: str, worker: str, now: dat
         },
     )
     return int(result.scalar_one())
+
+
+def last_sync_starts(
+    conn: Connection, connectors: Sequence[str], *, excluding: Collection[str] = ()
+) -> dict[str, dict[str, datetime]]:
+    """When each connector's latest sync run of each mode (``full``, ``incremental``)
+    started, leaving out runs whose status is in ``excluding``."""
+    if not connectors:
+        return {}
+    rows = conn.execute(
+        sa.select(sync_runs.c.connector, sync_runs.c.mode, sa.func.max(sync_runs.c.started_at))
+        .where(
+            sync_runs.c.connector.in_(list(connectors)),
+            sync_runs.c.mode.in_(("full", "incremental")),
+            sync_runs.c.status.not_in(list(excluding)),
+        )
+        .group_by(sync_runs.c.connector, sync_runs.c.mode)
+    ).all()
+    found: dict[str, dict[str, datetime]] = {}
+    for connector, mode, started in rows:
+        found.setdefault(connector, {})[mode] = started
+    return found
 
 
 def update_run(conn: Connection, run_id: int, counts: RunCounts, now: datetime) -> None:

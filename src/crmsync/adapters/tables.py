@@ -33,6 +33,7 @@ __all__ = [
     "sync_leases",
     "sync_runs",
     "sync_state",
+    "webhook_inbox",
 ]
 
 
@@ -283,4 +284,35 @@ quarantine = sa.Table(
     sa.Column("first_seen_at", UtcDateTime, nullable=False),
     sa.Column("last_seen_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("connector", "object_type", "record_key"),
+)
+
+webhook_inbox = sa.Table(
+    "webhook_inbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("connector", NAME, nullable=False),
+    # the connector's identity of the event: a re-delivery has the same key
+    sa.Column("event_key", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(10), nullable=False),  # upsert, delete, merge
+    sa.Column("object_type", sa.String(20), nullable=False),
+    sa.Column("external_id", EXTERNAL_ID, nullable=False),
+    sa.Column("merged_ids", JsonType, nullable=False),
+    sa.Column("related_ids", JsonType, nullable=False),
+    sa.Column("occurred_at", UtcDateTime),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # due from then; a claim pushes it forward (see adapters/inbox.py)
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # pending, done, failed
+    sa.Column("last_error", sa.Text),
+    sa.Column("processed_at", UtcDateTime),
+    sa.UniqueConstraint("connector", "event_key"),
+    sa.Index(
+        "ix_webhook_inbox_due",
+        "connector",
+        "next_attempt_at",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("ix_webhook_inbox_status", "status", "processed_at"),
 )

@@ -39,9 +39,11 @@ from crmsync.adapters.readiness import (
     MEMBERSHIP_KEY,
     ContactChanges,
     OrderFor,
+    mark_pending,
     new_customer_readiness,
     primary_value,
     refresh_customers,
+    write_deferred,
 )
 from crmsync.adapters.sql import find, insert_for, new_id, select_in
 from crmsync.adapters.tables import (
@@ -711,6 +713,8 @@ class Writer:
                 contacts.c.source_modified_at,
                 contacts.c.source_read_at,
                 contacts.c.billing_preference,
+                contacts.c.name,
+                contacts.c.email,
             ],
             contacts.c.external_id,
             (r.external_id for r, *_ in changed if r.external_id in stored),
@@ -718,6 +722,7 @@ class Writer:
             lock=True,  # the version decision below holds until this page commits
         ):
             members[row.external_id][row.customer_id] = row
+            self.changes.before[row.id] = row._mapping
 
         changes = self.changes
         add_pending: list[dict[str, Any]] = []
@@ -980,6 +985,15 @@ class Writer:
         return {customer_of[row.company_external_id] for row in rows}
 
     # -- readiness -----------------------------------------------------------------
+
+    def defer(self, customer_ids: Iterable[str]) -> None:
+        """Write the contact rows :meth:`write_contacts` decided on, mark the given
+        customers (and those the rows belong to) for a later readiness refresh, and log
+        what changed about every customer this writer changed."""
+        changes, self.changes = self.changes, ContactChanges()
+        touched = set(customer_ids) | write_deferred(self.conn, changes, self.log)
+        mark_pending(self.conn, touched)
+        self.log.flush(self.conn)
 
     def refresh(self, customer_ids: Iterable[str]) -> int:
         """Recompute primary contacts and readiness of the given customers, writing the

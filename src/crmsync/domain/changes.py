@@ -27,6 +27,8 @@ __all__ = [
     "FieldChange",
     "blocked_codes",
     "combine",
+    "contact_summary",
+    "contact_write",
     "diff",
     "empty_state",
     "json_value",
@@ -180,3 +182,36 @@ def merged_reason(survivor: str) -> dict[str, str]:
         "code": MERGED_CODE,
         "message": f"Merged into customer {survivor}; it is billed as that customer",
     }
+
+
+def contact_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A contact as the log's ``primary_contact`` field records it."""
+    return {"id": row["id"], "name": row["name"], "email": row["email"]}
+
+
+def contact_write(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any], *, primary: str
+) -> list[FieldChange]:
+    """What writing one contact row changes about its customer, before any readiness
+    recompute: the row joining or leaving the customer's contacts, and the primary
+    billing contact's details changing (or the primary leaving).
+
+    ``before`` is the stored row (``id``, ``name``, ``email``, ``billing_preference``,
+    ``removed_at``; None for a new row), ``after`` the values written; ``primary`` is
+    the billing preference that marks the primary.
+    """
+    was_active = before is not None and before["removed_at"] is None
+    active = after.get("removed_at") is None
+    changes: list[FieldChange] = []
+    if was_active != active:
+        changes.append(
+            FieldChange("contacts", None, after["id"])
+            if active
+            else FieldChange("contacts", after["id"], None)
+        )
+    if before is not None and was_active and before["billing_preference"] == primary:
+        stays = active and after.get("billing_preference", primary) == primary
+        old, new = contact_summary(before), contact_summary(after) if stays else None
+        if old != new:
+            changes.append(FieldChange("primary_contact", old, new))
+    return changes

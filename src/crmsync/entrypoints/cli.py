@@ -28,11 +28,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from itertools import islice
 from pathlib import Path
@@ -42,6 +43,14 @@ import sqlalchemy as sa
 import typer
 from rich.progress import Progress
 from sqlalchemy.engine import Connection
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_never,
+    wait_random_exponential,
+)
 
 from crmsync.adapters import runs as run_store
 from crmsync.adapters.changelog import prune_change_log
@@ -60,12 +69,14 @@ from crmsync.entrypoints.present import (
 )
 from crmsync.entrypoints.progress import StreamProgress, columns
 from crmsync.entrypoints.runtime import Terminated, settle_heap, terminate_as_interrupt
+from crmsync.entrypoints.serve import serve
+from crmsync.entrypoints.webhooks_cli import webhooks_app
 from crmsync.errors import CrmSyncError, NotFoundError, StoreError
 from crmsync.sdk.capabilities import capabilities_of
 from crmsync.sdk.records import ObjectType
 from crmsync.sdk.registry import load_plugins
 from crmsync.service import quarantine as quarantine_service
-from crmsync.service.sync import RunResult
+from crmsync.service.sync import ConnectorBusy, RunResult
 
 __all__ = ["EXIT_FAILED_RUN", "EXIT_RATE_LIMITED", "app", "main", "run"]
 
@@ -103,6 +114,8 @@ app.add_typer(aliases_app, name="aliases")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
+app.add_typer(webhooks_app, name="webhooks")
+app.command("serve")(serve)
 
 out = make_console()
 err = make_console(stderr=True)
@@ -242,6 +255,7 @@ def _run_json(result: RunResult) -> dict[str, Any]:
         "counts": result.counts.as_dict(),
         "duration_seconds": round(result.duration_seconds, 3),
         "missing": list(result.missing),
+        "readiness_refreshed": result.refreshed,
     }
 
 
@@ -346,6 +360,49 @@ def _interruptible() -> Iterator[None]:
         raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
 
 
+WAIT_POLL_MAX_SECONDS = 5.0
+"""``sync --wait`` asks for a busy connector's lease again after a random, growing pause
+of at most this long."""
+
+
+def _when_free(
+    name: str, attempt: Callable[[], RunResult], wait: bool, wait_timeout: float | None
+) -> RunResult:
+    """Run ``attempt``; while another run holds the connector's lease, without ``wait``
+    that is exit 7 naming the holder; with it, say once whom it waits for and try again,
+    with backoff, until the lease is free (or ``wait_timeout`` seconds have passed)."""
+    if not wait:
+        return attempt()
+
+    def waiting(state: RetryCallState) -> None:
+        if state.attempt_number == 1 and state.outcome is not None:
+            limit = f" (at most {wait_timeout:g}s)" if wait_timeout is not None else ""
+            err.print(line(("waiting", "yellow"), f"{limit}: {state.outcome.exception()}"))
+
+    def gave_up(state: RetryCallState) -> RunResult:
+        raise ConnectorBusy(
+            f"gave up after waiting {wait_timeout:g}s: "
+            f"{state.outcome.exception() if state.outcome is not None else name}"
+        )
+
+    backoff = wait_random_exponential(multiplier=0.1, max=WAIT_POLL_MAX_SECONDS)
+
+    def pause(state: RetryCallState) -> float:  # the last pause ends at the timeout
+        if wait_timeout is None:
+            return backoff(state)
+        return max(0.0, min(backoff(state), wait_timeout - (state.seconds_since_start or 0.0)))
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(ConnectorBusy),
+        wait=pause,
+        stop=stop_never if wait_timeout is None else stop_after_delay(wait_timeout),
+        before_sleep=waiting,
+        retry_error_callback=gave_up,
+    )
+    result: RunResult = retrying(attempt)
+    return result
+
+
 def _sync_all(
     application: App,
     names: Sequence[str],
@@ -353,6 +410,8 @@ def _sync_all(
     full: bool,
     show_bar: bool,
     force_deletions: bool = False,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> list[RunResult]:
     results: list[RunResult] = []
     with Progress(*columns(), console=err, transient=True, disable=not show_bar) as display:
@@ -361,16 +420,16 @@ def _sync_all(
         for name in names:
             connector = application.build_connector(name)
             try:
-                results.append(
-                    engine.run(
-                        name,
-                        connector,
-                        full=full,
-                        reading=application.reading(name),
-                        max_deletion_share=application.settings.connectors[name].max_deletion_share,
-                        force_deletions=force_deletions,
-                    )
+                attempt = partial(
+                    engine.run,
+                    name,
+                    connector,
+                    full=full,
+                    reading=application.reading(name),
+                    max_deletion_share=application.settings.connectors[name].max_deletion_share,
+                    force_deletions=force_deletions,
                 )
+                results.append(_when_free(name, attempt, wait, wait_timeout))
             finally:
                 connector.close()
     return results
@@ -394,6 +453,23 @@ def sync(
             " more than the connector's max_deletion_share (or the export is empty).",
         ),
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="When another run is syncing a connector, wait until it ends, then sync"
+            " (without it: exit 7).",
+        ),
+    ] = False,
+    wait_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--wait-timeout",
+            metavar="SECONDS",
+            min=0,
+            help="Wait at most this long for another run to end, then exit 7 (implies --wait).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Sync connectors now and print which customers are ready to bill and which are held."""
@@ -411,6 +487,8 @@ def sync(
             full=full,
             show_bar=not as_json and err.is_terminal,
             force_deletions=force_deletions,
+            wait=wait or wait_timeout is not None,
+            wait_timeout=wait_timeout,
         )
     _prune_change_log(ctx)
     _report(ctx, results, started, as_json)
@@ -528,9 +606,10 @@ def customers_list(
     if blocked and ready:
         raise typer.BadParameter("--blocked and --ready exclude each other", param_hint="--ready")
     with _reading(ctx) as (application, conn):
-        rows = application.customers.iter_customers(conn, blocked_only=blocked, after=after)
-        if ready:
-            rows = (row for row in rows if row["ready"])
+        settle_heap()  # a listing allocates a few objects per field of every customer
+        rows = application.customers.iter_customers(
+            conn, blocked_only=blocked, ready_only=ready, after=after
+        )
         if limit is not None:
             rows = itertools.islice(rows, limit)
         if as_jsonl:
@@ -567,6 +646,11 @@ def customers_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one customer: billing details, contacts, aliases, and why it is held."""
+    with _reading(ctx) as (application, conn):
+        waiting = application.customers.waiting_for_refresh(conn, customer)
+    if waiting is not None:  # a sync under way has not recomputed its readiness yet
+        with _transaction(ctx) as (application, conn):
+            application.customers.refresh(conn, waiting, now=application.clock())
     with _reading(ctx) as (application, conn):
         data = application.customers.show(conn, customer)
     _show_customer(data, as_json)

@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from crmsync.domain.schedule import cron_trigger
 from crmsync.domain.values import DEFAULT_PRIMARY_ORDER, PrimarySource
 from crmsync.sdk.records import Cursor, ObjectType, Page
 
@@ -51,16 +51,27 @@ class ConnectorConfig(BaseModel):
 
     type: str = Field(description="which connector plugin reads this section")
     schedule: str | None = Field(
-        default=None, description="cron expression (UTC) for scheduled runs; none: manual only"
+        default=None,
+        description=(
+            "cron expression (UTC; 5 fields, or 6 with seconds first) for scheduled"
+            " incremental runs under `crm-sync serve`; none: no scheduled runs"
+        ),
+    )
+    full_schedule: str | None = Field(
+        default=None,
+        description=(
+            "cron expression (UTC; 5 fields, or 6 with seconds first) for scheduled full"
+            " passes, which reconcile what increments cannot see; none: no scheduled full runs"
+        ),
     )
     page_size: int = Field(default=100, ge=1, le=10_000, description="records per page")
 
-    @field_validator("schedule")
+    @field_validator("schedule", "full_schedule")
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                CronTrigger.from_crontab(value, timezone="UTC")
+                cron_trigger(value)
             except ValueError as exc:
                 raise ValueError(f"not a cron expression: {exc}") from None
         return value

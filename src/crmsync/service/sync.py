@@ -33,7 +33,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from crmsync.adapters import leases, runs, snapshot
 from crmsync.adapters.batch import take_rows_written
-from crmsync.adapters.readiness import OrderFor
+from crmsync.adapters.readiness import OrderFor, pending_count, refresh_pending
 from crmsync.adapters.sql import chunks
 from crmsync.adapters.store import Store
 from crmsync.adapters.writer import Writer
@@ -55,6 +55,8 @@ HEARTBEAT_EVERY = timedelta(seconds=2)
 """How often a run's row gets its counts and heartbeat while pages commit (and when it
 ends). Each page commits its cursor; the run row only needs to show a live run."""
 _NEVER = datetime.min.replace(tzinfo=UTC)
+REFRESH_COUNT_EVERY = 20
+"""Pages between two counts of the customers waiting for their readiness refresh."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,9 @@ class RunResult:
     streams: dict[str, runs.RunCounts] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
     """For a resync: the requested ids the CRM does not have."""
+    refreshed: int = 0
+    """Customers whose primary contact and readiness the run recomputed (a pass
+    recomputes each customer it touched once, not once per page)."""
 
     @property
     def ok(self) -> bool:
@@ -139,6 +144,8 @@ class SyncEngine:
         progress: Progress | None = None,
         conflict_attempts: int = 5,
         redact: Callable[[str], str] = str,
+        refresh_every: timedelta = timedelta(minutes=5),
+        refresh_when_waiting: int = 50_000,
     ) -> None:
         self.store = store
         self.default_tax_status = default_tax_status
@@ -151,6 +158,10 @@ class SyncEngine:
         self.conflict_attempts = conflict_attempts
         self.redact = redact
         """Masks secrets in a run's error before it is stored or returned."""
+        self.refresh_every = refresh_every
+        self.refresh_when_waiting = refresh_when_waiting
+        """During a pass, how long customers may wait for their readiness refresh, and
+        how many may wait, before one runs (it also runs at the end of each stream)."""
         self._beats: dict[int, datetime] = {}
         """When each run's row last got its counts and heartbeat."""
 
@@ -176,8 +187,13 @@ class SyncEngine:
         counts: runs.RunCounts,
         *,
         cause: str | None = None,
+        defer: bool = False,
     ) -> None:
-        """Write one page's records and quarantine its bad ones (no commit)."""
+        """Write one page's records and quarantine its bad ones (no commit).
+
+        With ``defer`` the customers it touched are marked for a later readiness
+        refresh (:meth:`refresh_waiting`) instead of being refreshed in this transaction:
+        a pass touches most customers on many pages, and is refreshed once."""
         now = self.clock()
         writer = Writer(
             conn,
@@ -192,7 +208,10 @@ class SyncEngine:
         contact_records = [r for r in page.records if isinstance(r, ContactRecord)]
         written = writer.write_companies(companies)
         written.add(writer.write_contacts(contact_records))
-        writer.refresh(written.touched)
+        if defer:
+            writer.defer(written.touched)
+        else:
+            writer.refresh(written.touched)
         runs.quarantine_records(conn, name, page.bad, run_id, now)
         for kind, recs in ((ObjectType.COMPANY, companies), (ObjectType.CONTACT, contact_records)):
             if recs:
@@ -269,6 +288,7 @@ class SyncEngine:
         counts = runs.RunCounts()
         per_stream: dict[str, runs.RunCounts] = {}
         status, error = "succeeded", None
+        refreshed = 0
         log.info("sync %s started (run %d, %s)", name, run_id, mode)
 
         snapshots: dict[ObjectType, SnapshotPass] = {}
@@ -296,8 +316,13 @@ class SyncEngine:
                 ),
                 self.lease_ttl,
             )  # fmt: skip
+            refreshed_at, pages_since = time.monotonic(), 0
             with keeper, closing(self._pages(connector, streams, request, plan)) as pages:
                 for page in pages:
+                    if not isinstance(page, Page):  # a stream ended: refresh what it touched
+                        refreshed += self.refresh_waiting(f"sync run {run_id}")
+                        refreshed_at, pages_since = time.monotonic(), 0
+                        continue
                     self._commit_page(
                         name,
                         run_id,
@@ -309,6 +334,10 @@ class SyncEngine:
                     )
                     if self.progress is not None:
                         self.progress(name, page.stream, counts, page.total)
+                    pages_since += 1
+                    if self._refresh_due(refreshed_at, pages_since):
+                        refreshed += self.refresh_waiting(f"sync run {run_id}")
+                        refreshed_at, pages_since = time.monotonic(), 0
         except RateLimitExhausted as exc:
             status, error = "rate_limited", str(exc)
             log.warning("sync %s stopped: %s; it resumes from its cursor next run", name, exc)
@@ -326,12 +355,48 @@ class SyncEngine:
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("sync %s failed unexpectedly", name)
+        if status != "succeeded":  # what its committed pages touched is refreshed anyway
+            self._refresh_after_failure(name, run_id)
         error = None if error is None else self.redact(error)
         self._finish(name, run_id, status, counts, error, lease=lease)
         self._beats.pop(run_id, None)
         duration = time.monotonic() - started
         log.info("sync %s %s in %.1fs: %s", name, status, duration, counts.as_dict())
-        return RunResult(run_id, name, mode, status, counts, duration, error, per_stream)
+        return RunResult(
+            run_id, name, mode, status, counts, duration, error, per_stream, refreshed=refreshed
+        )
+
+    def _refresh_due(self, since: float, pages: int) -> bool:
+        """Whether customers have waited long enough, or enough of them wait, for a
+        refresh in the middle of a stream (counted every ``REFRESH_COUNT_EVERY`` pages)."""
+        if time.monotonic() - since >= self.refresh_every.total_seconds():
+            return True
+        if pages % REFRESH_COUNT_EVERY:
+            return False
+        waiting: int = self._transaction(pending_count)
+        return waiting >= self.refresh_when_waiting
+
+    def refresh_waiting(self, cause: str) -> int:
+        """Recompute the readiness of every customer marked for it, in batches of their
+        own transactions; returns how many. (Any writer's marks are taken, whichever
+        connector or run left them: a run killed before its refresh leaves them to the
+        next one.)"""
+        total = 0
+        while True:
+            taken: int = self._transaction(
+                lambda conn: refresh_pending(
+                    conn, order_for=self.order_for, now=self.clock(), cause=cause
+                )
+            )
+            total += taken
+            if not taken:
+                return total
+
+    def _refresh_after_failure(self, name: str, run_id: int) -> None:
+        try:
+            self.refresh_waiting(f"sync run {run_id}")
+        except Exception:  # the run's own outcome is what matters; the next run retries
+            log.exception("sync %s: refreshing readiness after the run failed", name)
 
     @staticmethod
     def _pages(
@@ -339,15 +404,18 @@ class SyncEngine:
         streams: Sequence[ObjectType],
         request: Callable[[ObjectType], ReadRequest],
         plan: ReadPlan,
-    ) -> Generator[Page, None, None]:
-        """The pages of every stream, in the order the plan reads them."""
+    ) -> Generator[Page | ObjectType, None, None]:
+        """The pages of every stream, in the order the plan reads them; after the last
+        page of a stream (of all, when read side by side), the stream itself."""
         if plan.side_by_side and plan.read_ahead > 0 and len(streams) > 1:
             yield from side_by_side(
                 [connector.read(request(stream)) for stream in streams], plan.read_ahead
             )
+            yield streams[-1]
             return
         for stream in streams:
             yield from prefetch(connector.read(request(stream)), plan.read_ahead)
+            yield stream
 
     def _commit_page(
         self,
@@ -370,7 +438,7 @@ class SyncEngine:
                     " it expired); it stopped writing, and the next run resumes from its cursor"
                 )
             page_counts = runs.RunCounts()
-            self.apply_page(conn, name, page, run_id, page_counts)
+            self.apply_page(conn, name, page, run_id, page_counts, defer=True)
             runs.save_cursor(conn, name, page.stream, page.cursor, now)
             if snapshot_pass is not None:
                 self._note_snapshot(conn, name, page, snapshot_pass, page_counts)
