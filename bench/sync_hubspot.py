@@ -25,7 +25,8 @@ the store's creation); the "run" time is the sync engine's own (``--json``'s
     python bench/sync_hubspot.py --profile /tmp/sync.txt  # the sync under py-spy (raw stacks)
 
 Without ``--rate-limit`` neither the server nor the connector limits the request rate
-(``requests_per_window: null``): the baseline is not paced either. With it, the server
+(``requests_per_window: null``, and the server states no budget in its headers, which
+the connector would otherwise pace itself to): the baseline is not paced either. With it, the server
 enforces the limit and the connector is configured with it; the baseline is skipped (a
 plain pager would run into 429s) and the run is compared with the limit's bound,
 ``requests / limit x window``. Figures only: nothing here fails on a missed target.
@@ -127,7 +128,14 @@ def _serve(scenario: Scenario, conn: Connection) -> None:
     data = HubSpotData.generate(
         scenario.companies, scenario.contacts, seed=scenario.seed, spread=scenario.spread
     )
-    with run_fake_hubspot(data, latency=scenario.latency, rate_limit=scenario.rate_limit) as fake:
+    with run_fake_hubspot(
+        data,
+        latency=scenario.latency,
+        rate_limit=scenario.rate_limit,
+        # without a limit the fake states none either: a stated budget (a Pro app's 190
+        # per 10 s) would pace the sync, not the engine, and the baseline ignores it
+        states_budget=scenario.rate_limit is not None,
+    ) as fake:
         conn.send((fake.url, fake.token))
         while True:
             command = conn.recv()

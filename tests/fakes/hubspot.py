@@ -1506,8 +1506,13 @@ class FakeHubSpot:
         search_rate_limit: tuple[int, float] | None = (5, 1.0),
         token: str | None = DEFAULT_TOKEN,
         oauth: OAuthConfig | None = None,
+        states_budget: bool = True,
     ) -> None:
         self.data = data
+        self.states_budget = states_budget or rate_limit is not None
+        """Whether answers carry the ``X-HubSpot-RateLimit-*`` headers (always, when a
+        limit is enforced): a benchmark of the engine's own speed turns them off, since
+        the connector paces itself to the budget they state."""
         self.latency = latency
         self.daily_limit = daily_limit
         self.search_lag_seconds = search_lag_seconds
@@ -1665,6 +1670,7 @@ def run_fake_hubspot(
     search_rate_limit: tuple[int, float] | None = (5, 1.0),
     token: str | None = DEFAULT_TOKEN,
     oauth: OAuthConfig | None = None,
+    states_budget: bool = True,
 ) -> FakeHubSpot:
     """Start a fake HubSpot on 127.0.0.1 (free port) and return it, running.
 
@@ -1684,6 +1690,7 @@ def run_fake_hubspot(
         search_rate_limit=search_rate_limit,
         token=token,
         oauth=oauth,
+        states_budget=states_budget,
     )
     return fake.start()
 
@@ -1857,6 +1864,8 @@ class _App:
 
     def _rate_headers(self, remaining: int | None = None) -> list[tuple[bytes, bytes]]:
         fake = self.fake
+        if not fake.states_budget:
+            return []
         window = fake._window
         daily = fake.daily_limit if fake.daily_limit is not None else 1_000_000
         left = window.remaining if remaining is None else remaining

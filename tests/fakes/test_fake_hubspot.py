@@ -593,3 +593,21 @@ def test_same_timestamp_gives_every_record_the_same_modified_date() -> None:
     assert len(stamps) == 1
     assert created == sorted(created)
     assert len(set(created)) == 30
+
+
+def test_a_spread_portal_lists_contacts_at_companies_all_over_it() -> None:
+    """As a real portal: contacts in creation order belong to companies everywhere, each
+    company still gets its share, and both sides of every association agree."""
+    data = HubSpotData.generate(companies=20, contacts=200, seed=3, spread=True)
+    contact_ids = data.ids("contacts")
+    company_of = {}
+    for contact_id in contact_ids:
+        (company_id,) = data.contact_associations(contact_id)
+        company_of[contact_id] = company_id
+
+    first_ten = {company_of[c] for c in contact_ids[:10]}
+    assert len(first_ten) >= 8  # grouped, ten consecutive contacts share one or two
+    for company_id in data.ids("companies"):
+        members = set(data.company_associations(company_id))
+        assert len(members) == 10
+        assert members == {c for c, at in company_of.items() if at == company_id}
