@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from tests.support.stores import wait_until
 
 from crmsync.adapters import leases, runs
-from crmsync.adapters.tables import sync_runs
+from crmsync.adapters.tables import customer_changes, sync_runs
 from crmsync.bootstrap import App, bootstrap
 from crmsync.errors import ConfigError
 from crmsync.sdk.connector import utc_now
@@ -366,3 +366,24 @@ def test_a_scheduled_run_that_finds_the_lease_taken_is_skipped_with_a_log_line(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     with app.open_store().read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(sync_runs)).scalar_one() == 0
+
+
+def test_a_service_sync_prunes_the_change_log_past_its_retention(
+    tmp_path: Path, store_url: str, apps: list[App]
+) -> None:
+    app = make_app(tmp_path, store_url, {"sample": {}})
+    apps.append(app)
+    jobs = AppJobs(app)
+    jobs.run_sync("sample", full=True, stop=threading.Event())
+    old = app.clock() - timedelta(days=400)
+    with app.open_store().begin() as conn:
+        conn.execute(
+            sa.update(customer_changes).where(customer_changes.c.version == 1).values(at=old)
+        )
+        before = conn.execute(sa.select(sa.func.count()).select_from(customer_changes)).scalar_one()
+
+    jobs.run_sync("sample", full=False, stop=threading.Event())
+
+    with app.open_store().begin() as conn:
+        after = conn.execute(sa.select(sa.func.count()).select_from(customer_changes)).scalar_one()
+    assert after < before  # the year-old first entries went (a customer's latest stays)

@@ -180,6 +180,9 @@ _CONTACT_COLUMNS = (
 
 #: Customers refreshed per round of queries (each list is bound as one parameter).
 _BATCH = 1_000
+#: Customers a deferred refresh takes per transaction: all their contacts are read at
+#: once, and a customer of a large CRM account can have hundreds.
+_PENDING_BATCH = 250
 
 
 def _stored(reasons: Sequence[BlockedReason]) -> list[dict[str, str]]:
@@ -294,7 +297,7 @@ def refresh_pending(
     order_for: OrderFor,
     now: datetime,
     cause: str,
-    limit: int = _BATCH,
+    limit: int = _PENDING_BATCH,
 ) -> int:
     """Recompute the readiness of up to ``limit`` customers marked pending, in this
     transaction; returns how many were taken (0: none is waiting).

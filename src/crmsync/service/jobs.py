@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from crmsync.adapters import inbox as store_inbox
+from crmsync.adapters.changelog import prune_change_log
 from crmsync.sdk.connector import Connector
 from crmsync.sdk.records import ObjectType
 from crmsync.service.inbox import DrainReport, InboxWorker
@@ -298,8 +299,15 @@ class AppJobs:
             log.info("sync of %s interrupted: the service is stopping", connector)
             return
         log.info("sync of %s %s (run %d)", connector, result.status, result.run_id)
+        self._prune_change_log()
         if self.on_run is not None:
             self.on_run(result)
+
+    def _prune_change_log(self) -> None:
+        """Forget change-log entries past the retention, as ``crm-sync sync`` does."""
+        days = self.app.settings.app.change_log.retention_days
+        with self.app.open_store().begin() as conn:
+            prune_change_log(conn, older_than=self.app.clock() - timedelta(days=days))
 
     def worker(self) -> InboxWorker:
         def applied(events: Sequence[store_inbox.StoredEvent], now: datetime) -> None:
