@@ -50,6 +50,7 @@ from crmsync.domain.changes import (
     merged_reason,
     set_changes,
 )
+from crmsync.domain.readiness import Judgement, judge
 
 __all__ = [
     "ContactChanges",
@@ -388,17 +389,24 @@ def _noted(
     return changes
 
 
-def _refresh_batch(
-    conn: Connection,
-    batch: list[str],
-    order_for: OrderFor,
-    now: datetime,
-    inserts: Mapping[str, list[dict[str, Any]]],
-    updates: Mapping[str, list[dict[str, Any]]],
-    log: ChangeLog,
-) -> int:
-    # Lock the customers (in id order) before reading their contacts: two writers
-    # refreshing one customer take turns, and the second sees the first's result.
+@dataclass(slots=True)
+class _Overlay:
+    """A batch's contacts as they will be once the transaction's writes are done."""
+
+    changing: dict[str, dict[str, Any]]
+    """Pending updates by contact id."""
+    stored_pref: dict[str, str]
+    """Each stored row's billing preference (removed rows coming back included)."""
+    new_rows: list[dict[str, Any]]
+    """Pending inserts no concurrent writer beat us to."""
+    by_customer: dict[str, list[dict[str, Any]]]
+    """Each customer's current contacts, the pending writes laid over the stored rows."""
+
+
+def _load(conn: Connection, batch: list[str]) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
+    """The batch's customers (locked, in id order), their active contacts, their links."""
+    # Lock the customers before reading their contacts: two writers refreshing one
+    # customer take turns, and the second sees the first's result.
     cust_rows = conn.execute(
         sa.select(*_CUSTOMER_COLUMNS)
         .where(is_in(conn, customers.c.id, batch))
@@ -423,13 +431,19 @@ def _refresh_batch(
         )
         .order_by(external_refs.c.created_at)
     ).all()
+    return list(cust_rows), stored, list(ref_rows)
 
-    # What the store holds, with the pending updates laid over it: the rows as they
-    # will be once this transaction's writes are done.
+
+def _overlay(
+    conn: Connection,
+    batch: list[str],
+    stored: list[dict[str, Any]],
+    inserts: Mapping[str, list[dict[str, Any]]],
+    updates: Mapping[str, list[dict[str, Any]]],
+) -> _Overlay:
     changing = {values["id"]: values for cid in batch for values in updates.get(cid, ())}
     stored_pref: dict[str, str] = {}
     members: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    before, old_primary = _as_stored(stored)
     keys: set[tuple[Any, ...]] = set()
     for row in stored:
         stored_pref[row["id"]] = row["billing_preference"]
@@ -441,95 +455,95 @@ def _refresh_batch(
         for found in conn.execute(query):
             stored_pref[found.id] = found.billing_preference
             members[found.customer_id].append(dict(found._mapping))
-    new_rows: list[dict[str, Any]] = []
-    for cid in batch:
-        for row in inserts.get(cid, ()):
-            if (cid, row["connector"], row["external_id"]) in keys:
-                continue  # a concurrent writer added this membership first: theirs stands
-            new_rows.append(row)
-            members[cid].append(row)
-    by_customer: dict[str, list[dict[str, Any]]] = {}
-    for cid, rows in members.items():
-        merged = []
-        for row in rows:
-            values = changing.get(row["id"])
-            if values is not None:
-                row = {**row, **values}
-            if row.get("removed_at") is None:
-                merged.append(row)
-        by_customer[cid] = merged
+    new_rows = [
+        row
+        for cid in batch
+        for row in inserts.get(cid, ())
+        # a concurrent writer added this membership first: theirs stands
+        if (cid, row["connector"], row["external_id"]) not in keys
+    ]
+    for row in new_rows:
+        members[row["customer_id"]].append(row)
+    by_customer = {
+        cid: [
+            merged
+            for row in rows
+            if (merged := {**row, **changing.get(row["id"], {})}).get("removed_at") is None
+        ]
+        for cid, rows in members.items()
+    }
+    return _Overlay(changing, stored_pref, new_rows, by_customer)
 
+
+def _sources(ref_rows: Sequence[Any]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Per customer: the connectors that deleted its record, and its first connector."""
     deleted_in: dict[str, list[str]] = defaultdict(list)
     first_connector: dict[str, str] = {}
     for ref in ref_rows:
         first_connector.setdefault(ref.customer_id, ref.connector)
         if ref.deleted_at is not None and ref.connector not in deleted_in[ref.customer_id]:
             deleted_in[ref.customer_id].append(ref.connector)
+    return deleted_in, first_connector
 
-    final: dict[str, str] = {}  # contact id -> billing preference it must end with
-    checked: dict[str, bool] = {}  # contact id -> outcome of an email check made here
-    customer_updates: list[dict[str, Any]] = []
-    done: list[dict[str, Any]] = []  # waited for this refresh, and nothing else changed
-    primaries_changed = readiness_changed = 0
-    for cust in cust_rows:
-        log.versions[cust.id] = cust.version
-        rows = by_customer.get(cust.id, [])
-        choice = choose_primary(
-            [contact_view(r) for r in rows],
-            order=order_for(first_connector.get(cust.id)),
-            manual_id=cust.manual_primary_contact_id,
-            manual_at=cust.manual_primary_set_at,
-        )
-        primary = None
-        for r in rows:
-            current = stored_pref.get(r["id"], r["billing_preference"])
-            if r["id"] == choice.contact_id:
-                final[r["id"]] = _PRIMARY
-                primaries_changed += current != _PRIMARY
-                valid = _checked(r)
-                if r["email_valid"] is None:  # checked once, when it first matters
-                    checked[r["id"]] = valid
-                primary = contact_view(r, valid=valid)
-            elif current == _PRIMARY:
-                final[r["id"]] = _STANDARD
-        reasons = assess(
-            customer_view(cust._mapping, len(rows), deleted_in.get(cust.id, ())),
-            choice,
-            primary,
-        )
-        readiness = _readiness(cust, reasons)
-        log.note(
-            cust.id,
-            _noted(cust, before[cust.id], old_primary.get(cust.id), rows, primary, readiness),
-        )
-        update, moved = _customer_update(log, cust, readiness, now)
-        readiness_changed += moved
-        if update is not None:
-            customer_updates.append(update)
-        elif cust.refresh_pending:
-            done.append({"id": cust.id, "refresh_pending": False})
 
+@dataclass(slots=True)
+class _Outcome:
+    """What a batch's judgements make the refresh write."""
+
+    final: dict[str, str] = field(default_factory=dict)
+    """Contact id -> the billing preference it must end with."""
+    checked: dict[str, bool] = field(default_factory=dict)
+    """Contact id -> the outcome of an email check made here."""
+    customer_updates: list[dict[str, Any]] = field(default_factory=list)
+    done: list[dict[str, Any]] = field(default_factory=list)
+    """Customers that waited for this refresh and had nothing else change."""
+    changed: int = 0
+    """Customers whose readiness moved, plus contacts promoted to primary."""
+
+
+def _settle(
+    rows: Sequence[Mapping[str, Any]],
+    verdict: Judgement,
+    stored_pref: Mapping[str, str],
+    outcome: _Outcome,
+) -> None:
+    """The billing preferences one customer's contacts end with."""
+    for r in rows:
+        current = stored_pref.get(r["id"], r["billing_preference"])
+        if r["id"] == verdict.primary_id:
+            outcome.final[r["id"]] = _PRIMARY
+            outcome.changed += current != _PRIMARY
+            if verdict.email_checked is not None:
+                outcome.checked[r["id"]] = verdict.email_checked
+        elif current == _PRIMARY:
+            outcome.final[r["id"]] = _STANDARD
+
+
+def _write(conn: Connection, overlay: _Overlay, outcome: _Outcome, now: datetime) -> None:
+    final, checked = outcome.final, outcome.checked
     # Demote first, so that the one-primary index never sees two; then the pending
     # writes in their final state; then promotions of rows nothing else writes.
     demote = [
         {"id": i, "billing_preference": _STANDARD, "updated_at": now}
-        for i, pref in stored_pref.items()
+        for i, pref in overlay.stored_pref.items()
         if pref == _PRIMARY and final.get(i) != _PRIMARY
     ]
     update_rows(conn, contacts, ["id"], demote)
-    written = list(changing.values())
+    written = list(overlay.changing.values())
     for values in written:
         values["billing_preference"] = final.get(values["id"], values["billing_preference"])
         values["email_valid"] = checked.pop(values["id"], values["email_valid"])
     update_rows(conn, contacts, ["id"], written)
-    for row in new_rows:
+    for row in overlay.new_rows:
         row["billing_preference"] = final.get(row["id"], _STANDARD)
         row["email_valid"] = checked.pop(row["id"], row["email_valid"])
-    copy_rows(conn, contacts, new_rows)  # memberships a concurrent writer added are left out
+    copy_rows(conn, contacts, overlay.new_rows)  # memberships a concurrent writer added: left out
     promote = [
         i
         for i, pref in final.items()
-        if pref == _PRIMARY and stored_pref.get(i, _PRIMARY) != _PRIMARY and i not in changing
+        if pref == _PRIMARY
+        and overlay.stored_pref.get(i, _PRIMARY) != _PRIMARY
+        and i not in overlay.changing
     ]
     update_rows(
         conn,
@@ -539,6 +553,48 @@ def _refresh_batch(
     )
     # the addresses checked here that no write above carried
     update_rows(conn, contacts, ["id"], [{"id": i, "email_valid": v} for i, v in checked.items()])
-    update_rows(conn, customers, ["id"], customer_updates)
-    update_rows(conn, customers, ["id"], done)
-    return readiness_changed + primaries_changed
+    update_rows(conn, customers, ["id"], outcome.customer_updates)
+    update_rows(conn, customers, ["id"], outcome.done)
+
+
+def _refresh_batch(
+    conn: Connection,
+    batch: list[str],
+    order_for: OrderFor,
+    now: datetime,
+    inserts: Mapping[str, list[dict[str, Any]]],
+    updates: Mapping[str, list[dict[str, Any]]],
+    log: ChangeLog,
+) -> int:
+    cust_rows, stored, ref_rows = _load(conn, batch)
+    overlay = _overlay(conn, batch, stored, inserts, updates)
+    before, old_primary = _as_stored(stored)
+    deleted_in, first_connector = _sources(ref_rows)
+    outcome = _Outcome()
+    for cust in cust_rows:
+        log.versions[cust.id] = cust.version
+        rows = overlay.by_customer.get(cust.id, [])
+        verdict = judge(
+            customer_view(cust._mapping, len(rows), deleted_in.get(cust.id, ())),
+            [contact_view(r) for r in rows],
+            unchecked={r["id"] for r in rows if r["email_valid"] is None},
+            order=order_for(first_connector.get(cust.id)),
+            manual_id=cust.manual_primary_contact_id,
+            manual_at=cust.manual_primary_set_at,
+        )
+        _settle(rows, verdict, overlay.stored_pref, outcome)
+        readiness = _readiness(cust, verdict.reasons)
+        log.note(
+            cust.id,
+            _noted(
+                cust, before[cust.id], old_primary.get(cust.id), rows, verdict.primary, readiness
+            ),
+        )
+        update, moved = _customer_update(log, cust, readiness, now)
+        outcome.changed += moved
+        if update is not None:
+            outcome.customer_updates.append(update)
+        elif cust.refresh_pending:
+            outcome.done.append({"id": cust.id, "refresh_pending": False})
+    _write(conn, overlay, outcome, now)
+    return outcome.changed
