@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from crmsync.adapters.store import parse_database_url
+from crmsync.billing.config import BillingConfig
 from crmsync.domain.values import TaxStatus
 from crmsync.errors import ConfigError
 from crmsync.sdk.connector import ConnectorConfig, ConnectorPlugin
@@ -132,6 +133,9 @@ class AppConfig(BaseModel):
     change_log: ChangeLogConfig = Field(default_factory=ChangeLogConfig)
     log_level: str = Field(default="WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    billing: BillingConfig | None = Field(
+        default=None, description="the billing platform (Sequence) `crm-sync push` sends to"
+    )
 
 
 class Settings(BaseModel):
@@ -231,6 +235,7 @@ def secret_values(settings: Settings) -> list[str]:
         for name, config in settings.connectors.items()
         for _, secret in _secrets(config, f"connectors.{name}")
     ]
+    found += [secret.get_secret_value() for _, secret in _secrets(settings.app.billing, "billing")]
     password = make_url(settings.app.database_url.get_secret_value()).password
     if password:
         found.append(str(password))
@@ -320,6 +325,8 @@ def parse_settings(
         app = AppConfig.model_validate(expanded)
     except ValidationError as exc:
         _raise_validation(exc, source)
+    for path, _ in _secrets(app.billing, "billing"):
+        expander.check_secret(path, expander.written.get(path))
     connectors = {
         name: _connector(name, section, plugins, expander) for name, section in sections.items()
     }

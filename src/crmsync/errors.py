@@ -10,6 +10,8 @@
     │   └── InvalidContactError      the contact cannot be stored as given (bad email, ...)
     ├── StoreError                   the store cannot be used as it is: schema behind or
     │                                newer than the code, file missing, unreachable (exit 6)
+    ├── CustomersHeld                a push sent what it could but left customers for a
+    │                                person: held, alias conflict, merged away (exit 8)
     └── ConnectorError               a CRM could not be read or written
         ├── TransientError           worth retrying later: 5xx, 423, timeouts, rolling 429s
         ├── RateLimitExhausted       the CRM's daily budget is spent: stop cleanly, cursor kept
@@ -31,6 +33,7 @@ __all__ = [
     "ConfigError",
     "ConnectorError",
     "CrmSyncError",
+    "CustomersHeld",
     "FatalConnectorError",
     "InvalidContactError",
     "NotFoundError",
@@ -102,6 +105,14 @@ class StoreError(CrmSyncError):
     file does not exist yet, or its server cannot be reached. The message says what to do."""
 
     exit_code = 6
+
+
+class CustomersHeld(CrmSyncError):
+    """A push left customers that a person must look at: held ones (never sent), ones
+    whose alias another billing customer holds, ones the CRM merged away after they were
+    pushed (two billing customers to reconcile). What was sendable was sent."""
+
+    exit_code = 8
 
 
 class ConnectorError(CrmSyncError):

@@ -83,7 +83,7 @@ def test_aliases_stored_in_two_unicode_forms_are_reconciled_by_the_upgrade(
     assert json.loads(second.alias_conflicts) == ["CAFE\u0301-1"]
 
 
-@pytest.mark.parametrize("revision", ["0003", "0004", "0005", "0006", "0007", "0008"])
+@pytest.mark.parametrize("revision", ["0003", "0004", "0005", "0006", "0007", "0008", "0010"])
 def test_each_new_migration_downgrades_cleanly(tmp_path: Path, revision: str) -> None:
     url = f"sqlite:///{tmp_path}/down.db"
     _migrate(url, "head")

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "aliases",
+    "billing_links",
     "billing_schedules",
     "contacts",
     "customer_changes",
@@ -315,4 +316,18 @@ webhook_inbox = sa.Table(
         sqlite_where=sa.text("status = 'pending'"),
     ),
     sa.Index("ix_webhook_inbox_status", "status", "processed_at"),
+)
+
+billing_links = sa.Table(
+    "billing_links",
+    metadata,
+    # one row per customer a push has tried to send (service/push.py)
+    sa.Column("customer_id", ID, _customer_fk(), primary_key=True),
+    # the billing platform's id; unique: one billing customer is never linked twice
+    sa.Column("billing_customer_id", sa.String(255), unique=True),
+    sa.Column("pushed_version", sa.Integer),  # the customer version last sent (NULL: none)
+    sa.Column("last_outcome", sa.String(20), nullable=False),  # created, updated, conflict, failed
+    sa.Column("last_error", sa.Text),
+    sa.Column("pushed_at", UtcDateTime, nullable=False),  # when the last push of it ended
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),  # failed in a row
 )

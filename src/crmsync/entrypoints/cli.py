@@ -68,6 +68,7 @@ from crmsync.entrypoints.present import (
     write_json_lines,
 )
 from crmsync.entrypoints.progress import StreamProgress, columns
+from crmsync.entrypoints.push_cli import push_command
 from crmsync.entrypoints.runtime import Terminated, settle_heap, terminate_as_interrupt
 from crmsync.entrypoints.serve import serve
 from crmsync.entrypoints.webhooks_cli import webhooks_app
@@ -116,6 +117,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("serve")(serve)
+app.command("push")(push_command)
 
 out = make_console()
 err = make_console(stderr=True)
