@@ -12,15 +12,15 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from tests.support.changelog import billing_state, log_of, replayed
 from tests.support.data import company, contact, later, make_engine
 from tests.support.memory import MemoryConnector
 
 from crmsync.adapters import changelog
 from crmsync.adapters.store import MIGRATIONS, Store, create_store
-from crmsync.adapters.tables import aliases, contacts, customer_changes, customers
+from crmsync.adapters.tables import customer_changes, customers
 from crmsync.adapters.writer import Writer
-from crmsync.domain import DEFAULT_PRIMARY_ORDER, BillingPreference, TaxStatus
-from crmsync.domain.changes import SCALAR_FIELDS, FieldChange, json_value, replay
+from crmsync.domain import DEFAULT_PRIMARY_ORDER, TaxStatus
 from crmsync.sdk import CompanyRecord, ContactRecord, utc_now
 from crmsync.service.customers import CustomerService
 
@@ -40,12 +40,6 @@ def customer_id(store: Store, name: str = "c1") -> str:
         return service.resolve(conn, name)
 
 
-def log_of(store: Store, cid: str) -> list[dict[str, Any]]:
-    """The customer's entries, oldest first."""
-    with store.begin() as conn:
-        return changelog.entries(conn, cid, newest_first=False)
-
-
 def version_of(store: Store, cid: str) -> int:
     with store.begin() as conn:
         return int(
@@ -55,46 +49,6 @@ def version_of(store: Store, cid: str) -> int:
 
 def fields(entry: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {c["field"]: (c["old"], c["new"]) for c in entry["changes"]}
-
-
-def billing_state(store: Store, cid: str) -> dict[str, Any]:
-    """The customer's billing-relevant state as the store holds it now."""
-    with store.begin() as conn:
-        row = conn.execute(sa.select(customers).where(customers.c.id == cid)).one()
-        active = conn.execute(
-            sa.select(
-                contacts.c.id, contacts.c.name, contacts.c.email, contacts.c.billing_preference
-            ).where(contacts.c.customer_id == cid, contacts.c.removed_at.is_(None))
-        ).all()
-        alias_values = conn.execute(
-            sa.select(aliases.c.value).where(aliases.c.customer_id == cid)
-        ).scalars()
-        merged = conn.execute(
-            sa.select(customers.c.id).where(customers.c.merged_into == cid)
-        ).scalars()
-        state = {name: json_value(row._mapping.get(name)) for name in SCALAR_FIELDS}
-        primary = next(
-            (c for c in active if c.billing_preference == BillingPreference.PRIMARY), None
-        )
-        state["primary_contact"] = (
-            None
-            if primary is None
-            else {"id": primary.id, "name": primary.name, "email": primary.email}
-        )
-        state["blocked"] = [r["code"] for r in row.blocked_reasons]
-        state["contacts"] = {c.id for c in active}
-        state["aliases"] = set(alias_values)
-        state["merged_customers"] = set(merged)
-        return state
-
-
-def replayed(store: Store, cid: str) -> dict[str, Any]:
-    """The state the customer's log, replayed from version 1, leaves it in."""
-    entries = log_of(store, cid)
-    assert [e["version"] for e in entries] == list(range(1, len(entries) + 1))
-    return replay(
-        [FieldChange(c["field"], c["old"], c["new"]) for c in e["changes"]] for e in entries
-    )
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 import sqlalchemy as sa
 from tests.support import stress
+from tests.support.changelog import billing_state, replayed
 from tests.support.stores import empty
 
 from crmsync.adapters.store import create_store
@@ -74,6 +75,9 @@ def test_three_writers_racing_leave_every_newest_version_and_every_hand_made_cho
                 .having(sa.func.count() > 1)
             ).all()  # fmt: skip
             assert folded == []
+            everyone = list(conn.execute(sa.select(customers.c.id)).scalars())
+        for cid in everyone:  # the change log replays to every customer's final state
+            assert replayed(store, cid) == billing_state(store, cid), cid
     finally:
         empty(store)
         store.dispose()
