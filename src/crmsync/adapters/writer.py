@@ -669,36 +669,7 @@ class Writer:
         ):
             pending[contact_id].add(company_id)
 
-        # First tell unchanged records apart with the few columns that takes (their
-        # memberships' hashes); only the others need their stored rows in full.
-        active_hashes: dict[str, dict[str, str | None]] = {}
-        stored: set[str] = set()
-        for external_id, customer_id, stored_hash, active in find(
-            self.conn,
-            _CONTACT_HASHES,
-            contacts.c.external_id,
-            (r.external_id for r in recs),
-            connector=self.connector,
-        ):
-            stored.add(external_id)
-            if active:
-                active_hashes.setdefault(external_id, {})[customer_id] = stored_hash
-        changed: list[tuple[ContactRecord, str, dict[str, bool], dict[str, bool]]] = []
-        nothing: dict[str, str | None] = {}
-        for r in recs:
-            digest = content_hash(r)
-            desired, waiting = _memberships(r, customer_of)
-            active_now = active_hashes.get(r.external_id, nothing)
-            if r.deleted and r.external_id not in stored and r.external_id not in pending:
-                counts.skipped += 1  # deleted before we ever saw it: nothing to hold
-            elif (
-                active_now.keys() == desired.keys()
-                and all(value == digest for value in active_now.values())
-                and pending.get(r.external_id, set()) == waiting.keys()
-            ):
-                counts.unchanged += 1
-            else:
-                changed.append((r, digest, desired, waiting))
+        changed, stored = self._changed_contacts(recs, customer_of, pending, counts)
 
         members: dict[str, dict[str, Any]] = defaultdict(dict)
         for row in select_in(
@@ -809,6 +780,48 @@ class Writer:
         # The contact rows themselves are written by the refresh, in their final state.
         self._save_pending(add_pending, drop_pending)
         return counts
+
+    def _changed_contacts(
+        self,
+        recs: Sequence[ContactRecord],
+        customer_of: Mapping[str, str],
+        pending: Mapping[str, set[str]],
+        counts: WriteCounts,
+    ) -> tuple[list[tuple[ContactRecord, str, dict[str, bool], dict[str, bool]]], set[str]]:
+        """The records that change something, with their hash and memberships (known
+        customers, companies still to come), and the ids the store holds a row of; the
+        others are counted unchanged or skipped."""
+        # First tell unchanged records apart with the few columns that takes (their
+        # memberships' hashes); only the others need their stored rows in full.
+        active_hashes: dict[str, dict[str, str | None]] = {}
+        stored: set[str] = set()
+        for external_id, customer_id, stored_hash, active in find(
+            self.conn,
+            _CONTACT_HASHES,
+            contacts.c.external_id,
+            (r.external_id for r in recs),
+            connector=self.connector,
+        ):
+            stored.add(external_id)
+            if active:
+                active_hashes.setdefault(external_id, {})[customer_id] = stored_hash
+        changed: list[tuple[ContactRecord, str, dict[str, bool], dict[str, bool]]] = []
+        nothing: dict[str, str | None] = {}
+        for r in recs:
+            digest = content_hash(r)
+            desired, waiting = _memberships(r, customer_of)
+            active_now = active_hashes.get(r.external_id, nothing)
+            if r.deleted and r.external_id not in stored and r.external_id not in pending:
+                counts.skipped += 1  # deleted before we ever saw it: nothing to hold
+            elif (
+                active_now.keys() == desired.keys()
+                and all(value == digest for value in active_now.values())
+                and pending.get(r.external_id, set()) == waiting.keys()
+            ):
+                counts.unchanged += 1
+            else:
+                changed.append((r, digest, desired, waiting))
+        return changed, stored
 
     def _fold_merged_contacts(self, survivors: list[ContactRecord], counts: WriteCounts) -> None:
         """Give a merged contact's memberships (and hand picks) to its survivor."""
