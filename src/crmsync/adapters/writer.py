@@ -1005,8 +1005,9 @@ class Writer:
         what changed about every customer this writer changed."""
         changes, self.changes = self.changes, ContactChanges()
         touched = set(customer_ids) | write_deferred(self.conn, changes, self.log)
-        mark_pending(self.conn, touched)
-        self.log.flush(self.conn)
+        # a customer whose version the log bumps gets its mark in the same row update
+        bumped = self.log.flush(self.conn, also={"refresh_pending": True})
+        mark_pending(self.conn, touched - bumped)
 
     def refresh(self, customer_ids: Iterable[str]) -> int:
         """Recompute primary contacts and readiness of the given customers, writing the
