@@ -133,3 +133,22 @@ def test_rejected_credentials_stop_the_push_with_exit_1_and_never_print_the_secr
     assert len(data["customers"]) == 1  # the first refusal stops the push
     assert fake.data.customers == {}
     assert "wrong-secret-5e1f" not in result.stdout + result.stderr
+
+
+def test_customers_show_names_the_billing_customer_and_whether_it_is_up_to_date(
+    synced: tuple[Path, dict[str, str]], fake: FakeSequence
+) -> None:
+    folder, env = synced
+    pushed = run_cli("push", "--json", cwd=folder, env=env).json()["customers"][0]
+    held = run_cli("push", "--json", cwd=folder, env=env).json()["held"][0]
+
+    shown = run_cli("customers", "show", pushed["alias"], "--json", cwd=folder, env=env).json()
+    text = run_cli("customers", "show", pushed["alias"], cwd=folder, env={**env, "COLUMNS": "300"})
+    never = run_cli("customers", "show", held["customer_id"], "--json", cwd=folder, env=env)
+
+    assert shown["billing"]["billing_customer_id"] == pushed["billing_customer_id"]
+    assert shown["billing"]["up_to_date"] is True
+    assert shown["billing"]["last_outcome"] == "created"
+    assert pushed["billing_customer_id"] in text.stdout
+    assert "up to date" in text.stdout
+    assert never.json()["billing"] is None

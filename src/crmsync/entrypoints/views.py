@@ -221,6 +221,24 @@ def _origin(ref: Mapping[str, Any]) -> Text:
     return line(f"{ref['connector']}:{ref['external_id']} ({ref['object_type']})", deleted)
 
 
+def _billing(link: Mapping[str, Any]) -> Text:
+    """The billing link as ``customer-id (version 3 pushed: created)``."""
+    pushed = link["pushed_version"]
+    state = "up to date" if link["up_to_date"] else "changed since"
+    text = line(
+        link["billing_customer_id"] or "(not created)",
+        f"  version {pushed if pushed is not None else '-'} pushed, {state}; last: ",
+        (
+            link["last_outcome"],
+            "green" if link["last_outcome"] in ("created", "updated") else "yellow",
+        ),
+    )
+    if link["last_error"]:
+        text.append("  ")
+        text.append_text(literal(link["last_error"], "yellow"))
+    return text
+
+
 def customer_details(data: Mapping[str, Any]) -> Group:
     """One customer in full: billing details, contacts (``*`` the primary billing
     contact), aliases, the CRM records it comes from, and each reason it is held."""
@@ -238,6 +256,8 @@ def customer_details(data: Mapping[str, Any]) -> Group:
         grid.add_row("  from:" if index == 0 else "", _origin(ref))
     if data["archived_at"]:
         grid.add_row("  archived at:", data["archived_at"])
+    if data.get("billing") is not None:
+        grid.add_row("  billing:", _billing(data["billing"]))
     for index, reason in enumerate(data["blocked_reasons"]):
         grid.add_row("  held because:" if index == 0 else "", literal(reason["message"], "yellow"))
     return Group(heading, grid)

@@ -26,6 +26,7 @@ from crmsync.adapters.readiness import OrderFor, refresh_customers
 from crmsync.adapters.sql import chunks, insert_for, is_in, new_id
 from crmsync.adapters.tables import (
     aliases,
+    billing_links,
     billing_schedules,
     contacts,
     customers,
@@ -141,6 +142,17 @@ def _contact_json(row: Any) -> dict[str, Any]:
     }
 
 
+def _billing_json(link: Any, version: int) -> dict[str, Any]:
+    return {
+        "billing_customer_id": link.billing_customer_id,
+        "pushed_version": link.pushed_version,
+        "up_to_date": link.pushed_version == version,
+        "last_outcome": link.last_outcome,
+        "last_error": link.last_error,
+        "pushed_at": link.pushed_at.isoformat(),
+    }
+
+
 def _same_email(stored: str | None, given: str) -> bool:
     """Whether two addresses are the same one, ignoring case (CRMs keep them as typed)."""
     return stored is not None and stored.strip().casefold() == given.strip().casefold()
@@ -218,7 +230,8 @@ class CustomerService:
     def resolve(self, conn: Connection, id_or_alias: str) -> str:
         """The customer a name stands for, tried in this order: an id or alias exactly as
         stored; an alias in another case or Unicode form; a CRM company id (``C-1031``, or
-        ``connector:C-1031`` where two connectors share an id)."""
+        ``connector:C-1031`` where two connectors share an id, or the billing alias a
+        push gives it, ``connector:company:C-1031``)."""
         exact = conn.execute(
             sa.select(aliases.c.customer_id).where(aliases.c.value == id_or_alias)
         ).scalar_one_or_none()
@@ -241,6 +254,8 @@ class CustomerService:
         )
         matches = conn.execute(stmt.where(external_refs.c.external_id == name)).all()
         connector, sep, external_id = name.partition(":")
+        # the billing alias a push gives a customer: ``connector:company:C-1031``
+        external_id = external_id.removeprefix(f"{ObjectType.COMPANY.value}:")
         if not matches and sep:
             matches = conn.execute(
                 stmt.where(
@@ -299,9 +314,16 @@ class CustomerService:
         refresh_customers(conn, [customer_id], order_for=self.order_for, now=now or utc_now())
 
     def show(self, conn: Connection, id_or_alias: str) -> dict[str, Any]:
+        """One customer in full, with its link to the billing platform (``billing``:
+        None until a push has tried to send it)."""
         customer_id = self.resolve(conn, id_or_alias)
         row = conn.execute(sa.select(*_CUSTOMER_COLUMNS).where(customers.c.id == customer_id)).one()
-        return self._details(conn, [row])[0]
+        data = self._details(conn, [row])[0]
+        link = conn.execute(
+            sa.select(billing_links).where(billing_links.c.customer_id == customer_id)
+        ).first()
+        data["billing"] = None if link is None else _billing_json(link, data["version"])
+        return data
 
     def iter_customers(
         self,
