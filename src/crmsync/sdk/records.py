@@ -9,7 +9,7 @@ transaction, so a run killed at any moment resumes without losing a record.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -58,10 +58,16 @@ class ObjectType(StrEnum):
     CONTACT = "contact"
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    return isinstance(value, list | tuple) and any(_has_nul(item) for item in value)
+def _has_nul(values: Iterable[Any]) -> bool:
+    """Whether any text among ``values`` (or in a list among them) holds a NUL. A plain
+    loop: this runs for every field of every record a sync reads."""
+    for value in values:
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, list | tuple) and _has_nul(value):
+            return True
+    return False
 
 
 def _without_nul(value: Any) -> Any:
@@ -82,7 +88,7 @@ class _Record(BaseModel):
         text cannot hold them: they are dropped from every text field, so a record reads
         the same on either store (other control characters are kept, and escaped when
         printed)."""
-        if isinstance(data, dict) and any(_has_nul(v) for v in data.values()):
+        if isinstance(data, dict) and _has_nul(data.values()):
             return {key: _without_nul(value) for key, value in data.items()}
         return data
 
@@ -146,7 +152,7 @@ class BadRecord(_Record):
     def _drop_nul(cls, data: Any) -> Any:
         """Keep the evidence: a NUL in the raw text is written as the four characters
         ``\\x00`` (the store's text columns cannot hold NUL); other fields lose it."""
-        if isinstance(data, dict) and any(_has_nul(v) for v in data.values()):
+        if isinstance(data, dict) and _has_nul(data.values()):
             data = {
                 key: value.replace("\x00", "\\x00")
                 if key == "raw" and isinstance(value, str)
