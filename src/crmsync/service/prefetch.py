@@ -4,12 +4,13 @@ several streams at once."""
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,103 @@ def prefetch(items: Iterator[T], depth: int) -> Generator[T, None, None]:
         worker.join(timeout=5)
 
 
+class _SideBySide(Generic[T]):
+    """The shared state of :func:`side_by_side`: one queue and one thread per source,
+    the producers filling the queues, the consumer taking from the earliest non-empty
+    one and starting the sources one by one."""
+
+    def __init__(self, sources: Sequence[Iterator[T]], depth: int, patience: float) -> None:
+        self.sources = sources
+        self.depth = depth
+        self.patience = patience
+        self.ready = threading.Condition()
+        self.queues: list[deque[object]] = [deque() for _ in sources]
+        self.produced = [False] * len(sources)
+        self.stop = threading.Event()
+        self.workers = [
+            threading.Thread(
+                target=self._produce, args=(i, items), name=f"crmsync-read-{i}", daemon=True
+            )
+            for i, items in enumerate(sources)
+        ]
+        self.started = 0
+        self.waited = 0.0  # seconds the consumer waited for items since the last start
+
+    # -- producers (one thread per source) --
+
+    def _produce(self, index: int, items: Iterator[T]) -> None:
+        outcome: object = _DONE
+        try:
+            for item in items:
+                if not self._offer(index, item):
+                    return
+        except BaseException as exc:  # handed to the consumer, not swallowed
+            outcome = exc
+        finally:
+            _close(items)
+            self._finish(index, outcome)
+
+    def _offer(self, index: int, item: T) -> bool:
+        """Queue ``item`` once its source's queue has room; False when the consumer stopped."""
+        with self.ready:
+            while len(self.queues[index]) >= self.depth and not self.stop.is_set():
+                self.ready.wait(0.1)
+            if self.stop.is_set():
+                return False
+            self.queues[index].append(item)
+            self.ready.notify_all()
+            return True
+
+    def _finish(self, index: int, outcome: object) -> None:
+        """Queue a source's last word: its exception, or that it is done."""
+        with self.ready:
+            self.queues[index].append(outcome if not self.stop.is_set() else _DONE)
+            self.produced[index] = True
+            self.ready.notify_all()
+
+    # -- the consumer --
+
+    def start_next(self) -> None:
+        if self.started and not self.produced[self.started - 1]:
+            log.debug(
+                "reading source %d alongside: its consumer waited %.2f s", self.started, self.waited
+            )
+        self.workers[self.started].start()
+        self.started += 1
+        self.waited = 0.0
+
+    def _start_next_when_due(self, *, patience: float = math.inf) -> None:
+        """Start the next source if the one before has ended, or if the consumer has
+        waited ``patience`` seconds since the last start. Called holding ``ready``."""
+        if self.started < len(self.workers) and (
+            self.produced[self.started - 1] or self.waited >= patience
+        ):
+            self.start_next()
+
+    def take(self) -> object:
+        """The earliest source's next item, its exception or ``_DONE``, once one is ready."""
+        with self.ready:
+            while not any(self.queues):
+                self._start_next_when_due(patience=self.patience)
+                began = time.monotonic()
+                self.ready.wait(self.patience / 4)
+                self.waited += time.monotonic() - began
+            item = next(q for q in self.queues if q).popleft()
+            self.ready.notify_all()
+            self._start_next_when_due()
+        return item
+
+    def close(self) -> None:
+        """Stop every producer after its current item; close the sources never started."""
+        self.stop.set()
+        with self.ready:
+            self.ready.notify_all()
+        for worker in self.workers[: self.started]:
+            worker.join(timeout=5)
+        for items in self.sources[self.started :]:  # never started: nothing else will close them
+            _close(items)
+
+
 def side_by_side(
     sources: Sequence[Iterator[T]], depth: int, *, patience: float = 0.1
 ) -> Generator[T, None, None]:
@@ -100,62 +198,12 @@ def side_by_side(
     if len(sources) == 1:
         yield from prefetch(sources[0], depth)
         return
-    depth = max(depth, 1)
-    ready = threading.Condition()
-    queues: list[deque[object]] = [deque() for _ in sources]
-    produced = [False] * len(sources)
-    stop = threading.Event()
-
-    def produce(index: int, items: Iterator[T]) -> None:
-        outcome: object = _DONE
-        try:
-            for item in items:
-                with ready:
-                    while len(queues[index]) >= depth and not stop.is_set():
-                        ready.wait(0.1)
-                    if stop.is_set():
-                        return
-                    queues[index].append(item)
-                    ready.notify_all()
-        except BaseException as exc:  # handed to the consumer, not swallowed
-            outcome = exc
-        finally:
-            _close(items)
-            with ready:
-                queues[index].append(outcome if not stop.is_set() else _DONE)
-                produced[index] = True
-                ready.notify_all()
-
-    workers = [
-        threading.Thread(target=produce, args=(i, items), name=f"crmsync-read-{i}", daemon=True)
-        for i, items in enumerate(sources)
-    ]
-    started = 0
-    waited = 0.0  # seconds the consumer waited for items since the last start
-
-    def start_next() -> None:
-        nonlocal started, waited
-        if started and not produced[started - 1]:
-            log.debug("reading source %d alongside: its consumer waited %.2f s", started, waited)
-        workers[started].start()
-        started += 1
-        waited = 0.0
-
-    start_next()
+    reading = _SideBySide(sources, max(depth, 1), patience)
+    reading.start_next()
     try:
         live = len(sources)
         while live:
-            with ready:
-                while not any(queues):
-                    if started < len(workers) and (produced[started - 1] or waited >= patience):
-                        start_next()
-                    began = time.monotonic()
-                    ready.wait(patience / 4)
-                    waited += time.monotonic() - began
-                item = next(q for q in queues if q).popleft()
-                ready.notify_all()
-                if started < len(workers) and produced[started - 1]:
-                    start_next()
+            item = reading.take()
             if item is _DONE:
                 live -= 1
             elif isinstance(item, BaseException):
@@ -163,10 +211,4 @@ def side_by_side(
             else:
                 yield item  # type: ignore[misc]
     finally:
-        stop.set()
-        with ready:
-            ready.notify_all()
-        for worker in workers[:started]:
-            worker.join(timeout=5)
-        for items in sources[started:]:  # never started: nothing else will close them
-            _close(items)
+        reading.close()

@@ -167,3 +167,21 @@ def test_read_ahead_never_holds_more_than_its_depth() -> None:
 
     assert len(produced) <= 1 + 3 + 1  # the one taken, the buffer, the one blocked on put
     reader.close()
+
+
+def test_reading_side_by_side_never_holds_more_than_its_depth_per_source() -> None:
+    taken = {"a": 0, "b": 0}
+    ahead = {"a": 0, "b": 0}  # the most items a source had produced beyond those taken
+
+    def source(tag: str) -> Iterator[str]:
+        for i in range(200):
+            ahead[tag] = max(ahead[tag], i - taken[tag])
+            yield f"{tag}{i}"
+
+    for item in side_by_side([source("a"), source("b")], depth=2, patience=0):
+        taken[item[0]] += 1
+
+    assert taken == {"a": 200, "b": 200}
+    # the buffer, plus the one handed over but not yet counted by this loop
+    assert ahead["a"] <= 2 + 1
+    assert ahead["b"] <= 2 + 1
