@@ -11,7 +11,6 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,19 +25,12 @@ import yaml
 from crmsync.adapters.store import Store, create_store
 from crmsync.adapters.tables import sync_runs
 from crmsync.sdk import utc_now
-from tests.e2e.conftest import CLI, ROOT, run_cli
+from tests.e2e.conftest import CLI, ROOT, free_port, run_cli
 from tests.support.stores import empty, wait_until
 
 pytestmark = pytest.mark.slow
 
 EVERY_SECOND = "* * * * * *"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _project(folder: Path, store_url: str, schedule: str) -> Path:
@@ -55,7 +47,7 @@ class Serve:
     """One ``crm-sync serve`` process (no webhooks, no worker: the scheduler role)."""
 
     def __init__(self, config: Path, name: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = config.parent / f"{name}.log"
         environ = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
         with self.log.open("w") as log:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -28,7 +27,7 @@ import yaml
 from crmsync.adapters.store import Store, create_store
 from crmsync.adapters.tables import contacts, customers, external_refs, sync_runs, webhook_inbox
 from crmsync_hubspot.webhooks import signature_v3
-from tests.e2e.conftest import CLI, run_cli
+from tests.e2e.conftest import CLI, free_port, run_cli
 from tests.fakes.hubspot import FakeHubSpot, HubSpotData, run_fake_hubspot
 from tests.support.stores import wait_until
 
@@ -36,13 +35,6 @@ pytestmark = pytest.mark.slow
 
 SECRET = "client-secret-for-the-e2e-tests-0001"
 CONNECTOR = "hubspot"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _environment(extra: dict[str, str]) -> dict[str, str]:
@@ -58,7 +50,7 @@ class Service:
     folder: Path
     fake: FakeHubSpot
     store_url: str
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     log: Path | None = None

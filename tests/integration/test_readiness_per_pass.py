@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from tests.support.data import company, contact, later, make_engine
 from tests.support.memory import MemoryConnector
 from tests.support.snapshot import snapshot
-from tests.support.stores import empty, wait_until
+from tests.support.stores import empty, wait_until, waiting_on_locks
 
 from crmsync.adapters import readiness
+from crmsync.adapters.runs import RunCounts
 from crmsync.adapters.store import Store, create_store
 from crmsync.adapters.tables import customers
 from crmsync.domain import DEFAULT_PRIMARY_ORDER
@@ -53,9 +54,7 @@ def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def pending(store: Store) -> int:
     with store.begin() as conn:
-        return int(
-            conn.execute(sa.select(sa.func.count()).where(customers.c.refresh_pending)).scalar_one()
-        )
+        return readiness.pending_count(conn)
 
 
 def test_a_full_pass_evaluates_each_customer_about_once(
@@ -95,7 +94,7 @@ def test_customers_a_killed_run_left_waiting_are_refreshed_by_the_next_run(
     engine.run("crm", MemoryConnector(companies=[company(1)]), full=True)
     page = Page(ObjectType.CONTACT, Cursor(), [contact(1, "c1", billing=("c1",))])
     with store.begin() as conn:  # a page committed; the process died before its refresh
-        engine.apply_page(conn, "crm", page, None, engine_counts(), defer=True)
+        engine.apply_page(conn, "crm", page, None, RunCounts(), defer=True)
     assert pending(store) == 1
     assert snapshot(store)["crm/c1"]["ready"] is False  # not trusted: still waiting
 
@@ -103,24 +102,6 @@ def test_customers_a_killed_run_left_waiting_are_refreshed_by_the_next_run(
 
     assert pending(store) == 0
     assert snapshot(store)["crm/c1"]["ready"] is True
-
-
-def engine_counts() -> Any:
-    from crmsync.adapters.runs import RunCounts
-
-    return RunCounts()
-
-
-def _waiting_on_locks(store: Store) -> int:
-    with store.engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        )
 
 
 @pytest.mark.postgres
@@ -147,13 +128,13 @@ def test_a_page_committed_during_a_refresh_leaves_its_customer_waiting(pg_url: s
             try:
                 with store.begin() as conn:
                     one = Page(ObjectType.CONTACT, Cursor(), [contact(1, "c1", billing=("c1",))])
-                    engine.apply_page(conn, "crm", one, None, engine_counts(), defer=True)
+                    engine.apply_page(conn, "crm", one, None, RunCounts(), defer=True)
             except BaseException as exc:
                 errors.append(exc)
 
         writer = threading.Thread(target=page)
         writer.start()
-        wait_until(lambda: _waiting_on_locks(store) >= 1, "the page waits for the refresh")
+        wait_until(lambda: waiting_on_locks(store) >= 1, "the page waits for the refresh")
         txn.commit()
         refresher.close()
         writer.join(30)

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from tests.support.data import company, contact, later, make_engine
 from tests.support.memory import MemoryConnector
-from tests.support.stores import empty, wait_until
+from tests.support.stores import empty, wait_until, waiting_on_locks
 
 from crmsync.adapters import runs
 from crmsync.adapters.store import Store, create_store
@@ -83,18 +83,6 @@ def test_a_stale_record_is_counted_as_stale_not_applied(store: Store) -> None:
     assert name_of(store, "c1") == "New"
 
 
-def _waiting_on_locks(store: Store) -> int:
-    with store.engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'"
-                )
-            ).scalar_one()
-        )
-
-
 @pytest.mark.postgres
 def test_an_older_version_queued_behind_a_newer_one_never_overwrites_it(
     pg_url: str,
@@ -128,10 +116,10 @@ def test_an_older_version_queued_behind_a_newer_one_never_overwrites_it(
 
         newer = threading.Thread(target=write("V2", 2))
         newer.start()
-        wait_until(lambda: _waiting_on_locks(store) >= 1, "the webhook import waits")
+        wait_until(lambda: waiting_on_locks(store) >= 1, "the webhook import waits")
         older = threading.Thread(target=write("V1", 1))
         older.start()
-        wait_until(lambda: _waiting_on_locks(store) >= 2, "the polling page waits too")
+        wait_until(lambda: waiting_on_locks(store) >= 2, "the polling page waits too")
         blocker.rollback()
         holder.close()
         newer.join(30)
@@ -177,7 +165,7 @@ def _race(store: Store, first: Page, second: Page) -> None:
 
     thread = threading.Thread(target=run_second)
     thread.start()
-    wait_until(lambda: done.is_set() or _waiting_on_locks(store) >= 1, "the second writer waits")
+    wait_until(lambda: done.is_set() or waiting_on_locks(store) >= 1, "the second writer waits")
     transaction.commit()
     conn.close()
     thread.join(30)

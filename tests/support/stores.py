@@ -31,3 +31,16 @@ def wait_until(condition: Callable[[], bool], what: str, *, seconds: float = 20)
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         pause.wait(0.02)
+
+
+def waiting_on_locks(store: Store) -> int:
+    """How many sessions of a PostgreSQL store's database wait for a lock right now."""
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
