@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from crmsync.adapters.store import create_store
+from crmsync.adapters.tables import customers
 from tests.e2e.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -172,3 +175,21 @@ def test_resync_without_any_record_named_is_a_usage_error(project: Path) -> None
 
     assert result.code == 2
     assert "--company" in result.stderr
+
+
+def test_show_refreshes_a_customer_whose_readiness_waits_for_its_refresh(project: Path) -> None:
+    run_cli("sync", cwd=project)
+    ready = run_cli("customers", "show", "sample:C-1001", "--json", cwd=project).json()
+    assert ready["ready"] is True
+    store = create_store(f"sqlite:///{project / 'crm-sync.db'}")
+    with store.begin() as conn:  # as a sync page leaves it, before the pass's refresh
+        conn.execute(
+            sa.update(customers)
+            .where(customers.c.id == ready["id"])
+            .values(ready=False, refresh_pending=True)
+        )
+    store.dispose()
+
+    shown = run_cli("customers", "show", "sample:C-1001", "--json", cwd=project).json()
+
+    assert shown["ready"] is True

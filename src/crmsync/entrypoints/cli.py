@@ -650,11 +650,11 @@ def customers_show(
     """Show one customer: billing details, contacts, aliases, and why it is held."""
     with _reading(ctx) as (application, conn):
         waiting = application.customers.waiting_for_refresh(conn, customer)
+        data = application.customers.show(conn, customer) if waiting is None else {}
     if waiting is not None:  # a sync under way has not recomputed its readiness yet
         with _transaction(ctx) as (application, conn):
             application.customers.refresh(conn, waiting, now=application.clock())
-    with _reading(ctx) as (application, conn):
-        data = application.customers.show(conn, customer)
+            data = application.customers.show(conn, waiting)
     _show_customer(data, as_json)
 
 
